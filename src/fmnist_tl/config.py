@@ -1,0 +1,297 @@
+"""The experiment config: schema with defaults, YAML loading, --set overrides, validation.
+
+Defaults live here, YAML files change only what differs, `--set key.path=value` overrides
+both. The whole config is checked before any heavy work; every error is one line that names
+the key path, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .backbones import BACKBONES
+from .errors import ConfigError
+
+BackboneName = Literal["mobilenet_v2", "resnet50", "vgg16", "cnn", "dense"]
+ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors, not silently ignored; assignments are re-validated.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dir: str | None = None  # folder with IDX (.gz or not) or CSV files; None = search
+    train_limit: int | None = Field(None, ge=1)  # first N training examples (quick runs)
+    test_limit: int | None = Field(None, ge=1)  # first N test examples
+    val_split: float = Field(0.1, ge=0.0, lt=1.0)  # stratified, seeded share of train
+
+
+class AugmentConfig(_Section):
+    """Training-only augmentation on the 28x28 images (inactive at inference)."""
+
+    flip: bool = False  # random horizontal flip (clothes are left-right symmetric)
+    translate: float = Field(0.0, ge=0.0, le=0.5)  # max shift, fraction of the image side
+    erase: float = Field(0.0, ge=0.0, le=1.0)  # probability of random erasing per image
+    erase_area: float = Field(0.33, gt=0.02, le=1.0)  # max erased area, fraction of image
+
+
+class HeadConfig(_Section):
+    pooling: Literal["avg", "max", "flatten"] = "avg"  # over the backbone's feature map
+    units: int = Field(256, ge=0)  # hidden Dense(relu) width; 0 = no hidden layer
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class CNNConfig(_Section):
+    """The from-scratch `cnn` backbone: conv blocks, each ending in max-pool + dropout."""
+
+    filters: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    convs_per_block: int = Field(2, ge=1, le=4)
+    batch_norm: bool = True
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    l2: float = Field(0.0, ge=0.0)  # L2 weight penalty on conv kernels
+
+
+class DenseConfig(_Section):
+    """The `dense` baseline: flatten, then these Dense(relu) layers before the head."""
+
+    units: list[int] = Field(default_factory=list)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    l2: float = Field(0.0, ge=0.0)
+
+
+class ModelConfig(_Section):
+    backbone: BackboneName = "mobilenet_v2"
+    weights: str = "imagenet"  # "imagenet", "none" (from scratch) or a weights file path
+    # If the ImageNet download fails, continue from random weights (printed, recorded).
+    allow_random_weights: bool = False
+    # None = frozen in stage 1 iff the weights are pretrained (a frozen random backbone
+    # outputs near-constant features: DESIGN.md). true/false force it.
+    freeze_backbone: bool | None = None
+    input_size: int | None = Field(None, ge=1)  # None = the backbone's default size
+    resize_method: ResizeMethod = "bilinear"
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    cnn: CNNConfig = Field(default_factory=CNNConfig)
+    dense: DenseConfig = Field(default_factory=DenseConfig)
+
+
+class TrainConfig(_Section):
+    """Stage 1: the head (and a from-scratch backbone) with a frozen pretrained backbone."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0)  # decoupled (AdamW/SGD) weight decay
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    patience: int | None = Field(3, ge=1)  # EarlyStopping patience; null = no early stop
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    feature_cache: Literal["auto", "off"] = "auto"  # reuse frozen-backbone features
+
+
+class FinetuneConfig(_Section):
+    """Stage 2: unfreeze from a named layer and continue at a small learning rate."""
+
+    epochs: int = Field(0, ge=0)  # 0 = no stage 2
+    unfreeze_from: str | None = None  # layer-name prefix; None = the backbone's default
+    learning_rate: float = Field(1e-5, gt=0.0)
+    patience: int | None = Field(3, ge=1)
+
+
+class OutputConfig(_Section):
+    dir: str = "saved_models"  # run folders go to <dir>/<run_id>/
+    log_dir: str = "logs/fit"  # TensorBoard logs go to <log_dir>/<run_id>/
+    name: str | None = None  # run name; None = the config file's stem
+    update_best: bool = True  # atomically replace <dir>/best.keras with this run's model
+    cache_dir: str = ".cache/features"  # frozen-backbone features, keyed by what they depend on
+
+
+class RuntimeConfig(_Section):
+    mixed_precision: bool = False  # float16 compute on GPU (output layer stays float32)
+    jit_compile: bool = False  # XLA-compile the train step
+    steps_per_execution: int = Field(1, ge=1)
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    deterministic: bool = False  # TF deterministic ops (GPU reproducibility, slower)
+    verbose: Literal["auto", "bar", "epoch", "silent"] = "auto"  # bar on a terminal
+
+
+class Config(_Section):
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _resolve_backbone_facts(self) -> Config:
+        """Fill per-backbone defaults and check what depends on the backbone."""
+        spec = BACKBONES[self.model.backbone]
+        m = self.model
+        if m.input_size is None:
+            m.input_size = spec.default_size
+        if m.input_size < spec.min_size:
+            raise ValueError(
+                f"model.input_size: {m.input_size} is below the minimum {spec.min_size} "
+                f"for backbone {spec.name!r}; use input_size >= {spec.min_size}"
+            )
+        if m.weights == "imagenet" and not spec.pretrained:
+            raise ValueError(
+                f"model.weights: 'imagenet' does not exist for backbone {spec.name!r}; "
+                "use 'none' (train from scratch) or a weights file path"
+            )
+        if self.finetune.unfreeze_from is None:
+            self.finetune.unfreeze_from = spec.default_unfreeze
+        return self
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from trained weights (ImageNet or a file)."""
+        return self.model.weights != "none"
+
+    @property
+    def frozen_stage1(self) -> bool:
+        """Whether stage 1 keeps the backbone frozen (see ModelConfig.freeze_backbone)."""
+        if self.model.freeze_backbone is not None:
+            return self.model.freeze_backbone
+        return self.pretrained and BACKBONES[self.model.backbone].pretrained
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Defaults -> YAML file -> `key.path=value` overrides, validated as a whole."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        raw = _read_yaml(path)
+    for item in overrides or []:
+        _apply_override(raw, item)
+    config = validate(raw, source)
+    if config.output.name is None:
+        config.output.name = Path(path).stem if path is not None else "default"
+    return config
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass the path to a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections "
+            f"({', '.join(Config.model_fields)}), got {type(data).__name__}"
+        )
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set `key.path=value` in the raw dict, typed by the schema field it names."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.epochs=5")
+    parts = key.split(".")
+    annotation = _field_annotation(parts, item)
+    # Strings stay verbatim ("none", "1e-3" as a name); everything else is parsed as YAML.
+    value: Any = text if _is_str_field(annotation) else _yaml_scalar(text, item)
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _field_annotation(parts: list[str], item: str) -> Any:
+    model: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(
+                f"--set {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}; "
+                f"keys in {where}: {', '.join(fields)}"
+            )
+        annotation = fields[part].annotation
+        if depth < len(parts) - 1:
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                raise ConfigError(
+                    f"--set {item!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section"
+                )
+            model = annotation
+    return annotation
+
+
+def _is_str_field(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    return origin in (typing.Union, types.UnionType) and args == [str]
+
+
+def _yaml_scalar(text: str, item: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {item!r}: cannot parse the value {text!r}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first error: key path, what was received, what is allowed."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden":
+        allowed = _keys_at(err["loc"][:-1])
+        return f"{path}: unknown key; allowed keys here: {', '.join(allowed)}"
+    if err["type"] == "value_error":
+        # Our own cross-field checks already name the key and the fix.
+        return str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    return f"{path}: {err['msg']} (got {got!r})"
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))

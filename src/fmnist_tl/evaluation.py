@@ -1,0 +1,103 @@
+"""Test-set evaluation of a saved model: accuracy, loss, per-class report, confusion matrix."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from . import atomic, data
+from .classes import CLASS_NAMES
+from .errors import ConfigError, MissingFileError
+from .report import per_class_report, plot_confusion_matrix, plot_misclassified
+
+EXPECTED_INPUT = (None, 28, 28, 1)
+
+
+def load_classifier(path: str | Path) -> keras.Model:
+    """Load a .keras file and check it is a Fashion-MNIST classifier (28x28x1 -> 10)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: model file not found; pass the path to a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise MissingFileError(f"{path}: not a Keras model file (.keras zip archive expected)")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MissingFileError(f"{path}: cannot load the model: {first}") from None
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape != EXPECTED_INPUT or tuple(model.output_shape) != (None, len(CLASS_NAMES)):
+        raise ConfigError(
+            f"{path}: model maps {model.input_shape} -> {model.output_shape}, but a "
+            "Fashion-MNIST classifier maps (None, 28, 28, 1) -> (None, 10)"
+        )
+    return model
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for raw pixels (0..255), in batches."""
+    return np.asarray(model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def evaluate_arrays(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+) -> dict[str, Any]:
+    """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix."""
+    probs = predict_proba(model, x, batch_size)
+    y = np.asarray(y, dtype=np.int64)
+    pred = probs.argmax(axis=1)
+    eps = 1e-7  # the clip Keras's crossentropy uses, so our loss matches model.evaluate
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0))))
+    cm, per_class = per_class_report(y, pred, len(CLASS_NAMES))
+    return {
+        "accuracy": float(np.mean(pred == y)),
+        "loss": loss,
+        "n": int(len(y)),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "predictions": pred,
+        "probabilities": probs,
+    }
+
+
+def write_evaluation(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    out_json: Path,
+    *,
+    extra: dict[str, Any] | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes)."""
+    result = evaluate_arrays(model, x, y, batch_size)
+    pred, probs = result.pop("predictions"), result.pop("probabilities")
+    result.update(extra or {})
+    atomic.write_json(out_json, result)
+    stem = out_json.parent / out_json.stem
+    plot_confusion_matrix(np.array(result["confusion_matrix"]), f"{stem}_confusion.png")
+    plot_misclassified(x, y, pred, probs, f"{stem}_misclassified.png")
+    result["json_path"] = str(out_json)
+    result["plots"] = [f"{stem}_confusion.png", f"{stem}_misclassified.png"]
+    return result
+
+
+def evaluate(
+    model_path: str | Path,
+    *,
+    data_dir: str | None = None,
+    test_limit: int | None = None,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a saved model on the Fashion-MNIST test set; write JSON and pictures."""
+    model_path = Path(model_path)
+    model = load_classifier(model_path)
+    ds = data.load_fashion_mnist(data_dir)
+    x, y = data.limit(ds.x_test, ds.y_test, test_limit)
+    out = Path(json_path) if json_path else model_path.parent / "evaluation.json"
+    extra = {"model": str(model_path), "data_source": ds.source}
+    return write_evaluation(model, x, y, out, extra=extra)

@@ -1,0 +1,142 @@
+"""Turn user images (photos, screenshots, PNG/JPEG of any size) into Fashion-MNIST-like inputs.
+
+A model trained on Fashion-MNIST only understands images made the way Fashion-MNIST was made
+(Xiao et al. 2017): product photo -> trim the background -> longest edge to 28 px -> centre on a
+square canvas -> 8-bit grayscale -> negate, so garments are light on a black background.
+`load_images` repeats those steps; `save_png` writes dataset images so they load back unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from fmnist_tl import atomic
+from fmnist_tl.errors import MissingFileError
+
+SIZE = 28
+# Border pixels within this many grey levels of the background count as background when
+# trimming; a little above Fashion-MNIST's 5 % so JPEG noise does not stop the trim.
+TRIM_TOLERANCE = 24
+# Mean border brightness above which the background is light and the image gets negated.
+LIGHT_BACKGROUND = 127
+
+
+def load_images(paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
+    """Load images as float32 (N, 28, 28, 1) in 0..255, converted like Fashion-MNIST.
+
+    An image that is already 28x28 is taken as Fashion-MNIST-shaped and only gets the grayscale
+    and negation steps: trimming and resizing it again would shift or blur its pixels.
+    """
+    out = np.zeros((len(paths), SIZE, SIZE, 1), dtype=np.float32)
+    for i, path in enumerate(paths):
+        out[i, :, :, 0] = to_fashion_mnist(_open_gray(Path(path)))
+    return out
+
+
+def to_fashion_mnist(gray: Image.Image) -> np.ndarray:
+    """28x28 uint8 array, light garment on a dark background, from a grayscale ("L") image."""
+    pixels = np.asarray(gray, dtype=np.uint8)
+    border = _border(pixels)
+    if pixels.shape != (SIZE, SIZE):
+        background = int(np.median(border))
+        gray = _trim(gray, background)
+        gray = _pad_square(gray, background)
+        gray = gray.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+        pixels = np.asarray(gray, dtype=np.uint8)
+    # Decide from the original border: after trimming, the garment touches the canvas edges.
+    if border.mean() > LIGHT_BACKGROUND:
+        pixels = 255 - pixels
+    return pixels
+
+
+def save_png(image_28x28: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write a (28, 28) or (28, 28, 1) image as a lossless 8-bit gray PNG, atomically.
+
+    Values are rounded and clipped to 0..255, so float Fashion-MNIST arrays round-trip exactly.
+    """
+    arr = np.asarray(image_28x28)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise ValueError(f"save_png expects a 2-D gray image. Received: shape={arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr)
+    atomic.write_with(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def _open_gray(path: Path) -> Image.Image:
+    """Open any Pillow-readable image as "L"; failures become one-line MissingFileErrors."""
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG" and min(img.size) > 4 * 256:
+                img.draft("RGB", (256, 256))  # decode big photos at a reduced scale: much faster
+            img.load()
+            img = ImageOps.exif_transpose(img)  # phone photos: honour the camera's rotation
+            return _flatten(img).convert("L")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MissingFileError(
+            f"{path}: not a readable image (PNG or JPEG expected): {_reason(exc)}"
+        ) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason without repeating the path (Pillow and OSError messages include it)."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        return "unknown or corrupt image format"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Composite transparency onto white, the backdrop of the product photos FMNIST came from."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / float grays: scale to 8 bits instead of letting convert("L") clip.
+        arr = np.asarray(img, dtype=np.float64)
+        span = float(arr.max() - arr.min()) or 1.0
+        return Image.fromarray(np.uint8(np.rint(255 * (arr - arr.min()) / span)))
+    return img
+
+
+def _border(pixels: np.ndarray) -> np.ndarray:
+    """The one-pixel frame of an image: where the background shows in product photos."""
+    if min(pixels.shape) < 3:
+        return pixels.ravel()
+    return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+
+
+def _trim(gray: Image.Image, background: int) -> Image.Image:
+    """Crop to the object: everything differing from the background by more than the tolerance.
+
+    A 3x3 median filter on the mask first, so isolated noise pixels do not widen the box.
+    """
+    diff = np.abs(np.asarray(gray, dtype=np.int16) - background) > TRIM_TOLERANCE
+    mask = Image.fromarray(np.uint8(diff) * 255).filter(ImageFilter.MedianFilter(3))
+    box = mask.getbbox()
+    return gray.crop(box) if box else gray
+
+
+def _pad_square(gray: Image.Image, background: int) -> Image.Image:
+    """Centre the image on a square canvas of the background colour (keeps the aspect ratio)."""
+    w, h = gray.size
+    side = max(w, h)
+    canvas = Image.new("L", (side, side), background)
+    canvas.paste(gray, ((side - w) // 2, (side - h) // 2))
+    return canvas

@@ -1,0 +1,168 @@
+"""Model assembly: raw pixels -> [augment] -> preprocess -> backbone -> head.
+
+The saved model is self-contained: it takes raw 28x28x1 pixels (0..255) and resizes,
+converts to RGB and normalises inside its own graph, with stock Keras layers only, so
+`keras.models.load_model` needs neither a config nor `safe_mode=False`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers
+
+from .backbones import BACKBONES, CAFFE_MEAN_BGR, BackboneSpec, make_backbone
+from .classes import NUM_CLASSES
+from .config import Config
+
+INPUT_SHAPE = (28, 28, 1)
+
+
+@dataclass
+class Built:
+    """The assembled model and the pieces the trainer needs."""
+
+    model: keras.Model
+    backbone: keras.Model
+    # Raw pixels -> pooled features, and pooled features -> probabilities. Both share
+    # their layers with `model`, so training `head` trains the model's head in place.
+    # None when the model augments (features would differ every epoch).
+    feature_extractor: keras.Model | None
+    head: keras.Model | None
+    weights_used: str
+    pretrained: bool  # whether the backbone actually holds trained weights
+
+
+def build_model(config: Config) -> Built:
+    """Build the full model for `config` (weights resolved by `make_backbone`)."""
+    m = config.model
+    spec = BACKBONES[m.backbone]
+    backbone, weights_used, pretrained = make_backbone(m)
+
+    pixels = keras.Input(INPUT_SHAPE, name="pixels")
+    augment = augmentation(config)
+    x = augment(pixels) if augment is not None else pixels
+    x = preprocessing(spec, m.input_size, m.resize_method)(x)
+    # A pretrained backbone always runs in inference mode: its BatchNorm statistics came
+    # from ImageNet and must not drift towards small Fashion-MNIST batches, in either
+    # stage. A from-scratch backbone trains its BatchNorm as usual.
+    x = backbone(x, training=False) if pretrained else backbone(x)
+    features = _pooling(m.head.pooling, backbone.output.shape)(x)
+
+    head_layers: list[layers.Layer] = []
+    if m.head.units > 0:
+        head_layers.append(layers.Dense(m.head.units, activation="relu", name="head_dense"))
+    if m.head.dropout > 0:
+        head_layers.append(layers.Dropout(m.head.dropout, seed=config.seed, name="head_dropout"))
+    # Softmax in float32 even under mixed precision, for a stable loss.
+    head_layers.append(
+        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="predictions")
+    )
+
+    def apply_head(t: Any) -> Any:
+        for layer in head_layers:
+            t = layer(t)
+        return t
+
+    model = keras.Model(pixels, apply_head(features), name=f"fmnist_{m.backbone}")
+    feature_extractor = head = None
+    if augment is None:
+        feature_extractor = keras.Model(pixels, features, name="feature_extractor")
+        feat_in = keras.Input(tuple(features.shape[1:]), name="features")
+        head = keras.Model(feat_in, apply_head(feat_in), name="head")
+    return Built(model, backbone, feature_extractor, head, weights_used, pretrained)
+
+
+def augmentation(config: Config) -> keras.Sequential | None:
+    """Random flip/translation/erasing on the 28x28 image; identity at inference."""
+    a, seed = config.augment, config.seed
+    steps: list[layers.Layer] = []
+    if a.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed, name="aug_flip"))
+    if a.translate > 0:
+        # Fashion-MNIST's background is 0: fill shifted-in pixels with it, not a reflection.
+        steps.append(
+            layers.RandomTranslation(
+                a.translate,
+                a.translate,
+                fill_mode="constant",
+                fill_value=0.0,
+                seed=seed + 1,
+                name="aug_translate",
+            )
+        )
+    if a.erase > 0:
+        steps.append(
+            layers.RandomErasing(
+                factor=a.erase,
+                scale=(0.02, a.erase_area),
+                value_range=(0, 255),
+                seed=seed + 2,
+                name="aug_erase",
+            )
+        )
+    return keras.Sequential(steps, name="augment") if steps else None
+
+
+def preprocessing(spec: BackboneSpec, size: int, method: str) -> keras.Model:
+    """Resize, gray->RGB and the backbone's own input normalisation, as stock layers."""
+    inputs = keras.Input(INPUT_SHAPE, name="raw")
+    x = inputs
+    if size != INPUT_SHAPE[0]:
+        x = layers.Resizing(size, size, interpolation=method, name="resize")(x)
+    if spec.rgb:
+        x = layers.Concatenate(axis=-1, name="to_rgb")([x, x, x])
+    if spec.normalization == "tf":  # MobileNetV2 expects [-1, 1]
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")(x)
+    elif spec.normalization == "caffe":
+        # keras.applications' "caffe" mode flips RGB->BGR and subtracts the BGR means; the
+        # three channels are equal after gray->RGB, so the flip is moot.
+        x = layers.Normalization(
+            mean=list(CAFFE_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="normalize"
+        )(x)
+    else:  # our from-scratch models take [0, 1]
+        x = layers.Rescaling(1 / 255.0, name="normalize")(x)
+    return keras.Model(inputs, x, name="preprocess")
+
+
+def _pooling(kind: str, shape: tuple[Any, ...]) -> layers.Layer:
+    if len(shape) == 2:  # the dense backbone already outputs a vector
+        return layers.Identity(name="head_pool")
+    if kind == "avg":
+        return layers.GlobalAveragePooling2D(name="head_pool")
+    if kind == "max":
+        return layers.GlobalMaxPooling2D(name="head_pool")
+    return layers.Flatten(name="head_pool")
+
+
+def find_backbone(model: keras.Model) -> keras.Model:
+    """The nested backbone of a built or loaded model (named "backbone" by construction)."""
+    return model.get_layer("backbone")
+
+
+def unfreeze_from(backbone: keras.Model, prefix: str) -> int:
+    """Make layers from the first one named `prefix...` on trainable; return its index.
+
+    BatchNorm layers stay frozen: in Keras 3 a BN layer with trainable=False runs in
+    inference mode, so its ImageNet moving statistics never move in stage 2.
+    """
+    names = [layer.name for layer in backbone.layers]
+    start = next((i for i, n in enumerate(names) if n.startswith(prefix)), None)
+    if start is None:
+        raise ValueError(prefix)
+    backbone.trainable = True
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= start and not isinstance(layer, layers.BatchNormalization)
+    return start
+
+
+def layer_prefixes(backbone: keras.Model) -> list[str]:
+    """Distinct block-level name prefixes (e.g. block_13, conv5_block1) for error messages."""
+    seen: dict[str, None] = {}
+    for layer in backbone.layers:
+        parts = layer.name.split("_")
+        key = "_".join(parts[:2]) if len(parts) > 2 else layer.name
+        seen.setdefault(key, None)
+    return list(seen)

@@ -1,0 +1,322 @@
+"""Report plots and run comparison, on artifacts written by the tests themselves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist_tl import report
+from fmnist_tl.classes import CLASS_NAMES
+from fmnist_tl.errors import MissingFileError
+
+HISTORY_COLUMNS = [
+    "stage",
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+]
+
+
+def assert_png(path: Path) -> None:
+    """A real, non-blank PNG of a sensible size (not a zero-byte or placeholder file)."""
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        w, h = img.size
+        assert 300 <= w <= 4000 and 200 <= h <= 4000, img.size
+        pixels = np.asarray(img.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1, "PNG is a single flat colour"
+    assert not list(path.parent.glob(".*.png")), "temporary file left behind"
+
+
+def write_history(path: Path, stages: dict[str, int]) -> None:
+    rows, epoch = [], 0
+    for stage, n in stages.items():
+        for _ in range(n):
+            epoch += 1
+            rows.append(
+                {
+                    "stage": stage,
+                    "epoch": epoch,
+                    "loss": 1 / epoch,
+                    "accuracy": 1 - 0.5 / epoch,
+                    "val_loss": 1.2 / epoch + 0.01 * epoch,
+                    "val_accuracy": 1 - 0.6 / epoch,
+                    "learning_rate": 1e-3,
+                    "seconds": 1.5,
+                }
+            )
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_run(
+    folder: Path,
+    *,
+    acc: float,
+    loss: float,
+    seed: int = 42,
+    stages: dict[str, int] | None = None,
+    wall: float = 12.34,
+    backbone: str = "mobilenet_v2",
+) -> Path:
+    stages = stages or {"head": 3, "finetune": 2}
+    folder.mkdir(parents=True)
+    metrics = {
+        "run_id": folder.name,
+        "config_name": "cfg",
+        "created": "2026-11-23T12:00:00",
+        "backbone": backbone,
+        "input_size": 96,
+        "resize_method": "bilinear",
+        "weights_requested": "imagenet",
+        "weights_used": "imagenet",
+        "seed": seed,
+        "test": {"accuracy": acc, "loss": loss},
+        "stages": [
+            {
+                "name": k,
+                "epochs_run": n,
+                "best_epoch": 1,
+                "epochs_after_best": n - 1,
+                "best_val_accuracy": acc,
+                "best_val_loss": loss,
+                "wall_time_s": 1.0,
+                "images_per_s": 100.0,
+            }
+            for k, n in stages.items()
+        ],
+        "wall_time_s": wall,
+        "data": {"source": "test", "train": 90, "val": 10, "test": 20},
+        "versions": {
+            "tensorflow": "2.21.0",
+            "keras": "3.15.1",
+            "python": "3.11",
+            "fmnist_tl": "0.1.0",
+        },
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "config.yaml").write_text(f"seed: {seed}\nmodel:\n  backbone: {backbone}\n")
+    write_history(folder / "history.csv", stages)
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """Two single runs, a group whose runs sit inside it, and one whose runs sit beside it."""
+    root = tmp_path / "saved_models"
+    write_run(root / "cnn-a", acc=0.91, loss=0.25, backbone="simple_cnn")
+    write_run(root / "cnn-b", acc=0.89, loss=0.31, stages={"head": 4}, wall=5.0)
+    group = root / "rep-1"
+    accs, losses = [0.90, 0.92, 0.935], [0.30, 0.27, 0.22]
+    for i, (a, lo) in enumerate(zip(accs, losses, strict=True)):
+        write_run(group / f"rep-1-s{i}", acc=a, loss=lo, seed=i, wall=10.0 + i)
+    (group / "repeat.json").write_text(
+        json.dumps(
+            {
+                "group_id": "rep-1",
+                "config_name": "cfg",
+                "runs": [f"rep-1-s{i}" for i in range(3)],
+                "seeds": [0, 1, 2],
+                "accuracy": {"mean": 0.0, "std": 0.0},
+                "loss": {"mean": 0, "std": 0},
+            }
+        )
+    )
+    write_run(root / "rep-2-s0", acc=0.80, loss=0.5, stages={"head": 2})
+    write_run(root / "rep-2-s1", acc=0.82, loss=0.4, stages={"head": 4})
+    (root / "rep-2").mkdir()
+    (root / "rep-2" / "repeat.json").write_text(
+        json.dumps({"group_id": "rep-2", "config_name": "c", "runs": ["rep-2-s0", "rep-2-s1"]})
+    )
+    return root
+
+
+def test_read_history_types_and_plot(tmp_path: Path) -> None:
+    write_history(tmp_path / "history.csv", {"head": 3, "finetune": 2})
+    rows = report.read_history(tmp_path / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["stage"] for r in rows] == ["head"] * 3 + ["finetune"] * 2
+    assert isinstance(rows[0]["epoch"], int) and isinstance(rows[0]["val_loss"], float)
+    assert report._stage_boundary(np.array([1, 2, 3, 4, 5.0]), [r["stage"] for r in rows]) == 3.5
+    report.plot_history(rows, tmp_path / "history.png", title="run x")
+    assert_png(tmp_path / "history.png")
+
+
+def test_plot_history_single_stage_without_validation(tmp_path: Path) -> None:
+    rows = [
+        {
+            "stage": "head",
+            "epoch": e,
+            "loss": 1 / e,
+            "accuracy": 0.5 + e / 10,
+            "val_loss": math.nan,
+            "val_accuracy": math.nan,
+        }
+        for e in (1, 2, 3)
+    ]
+    report.plot_history(rows, tmp_path / "h.png")
+    assert_png(tmp_path / "h.png")
+
+
+def test_read_history_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="nope.csv"):
+        report.read_history(tmp_path / "nope.csv")
+
+
+def test_per_class_report_hand_computed() -> None:
+    # class 2 is never predicted: its precision is undefined and must come out 0.0 silently.
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm, rows = report.per_class_report(y_true, y_pred, num_classes=3)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 2, 0], [2, 0, 0]])
+    expected = [(1 / 3, 1 / 2, 0.4, 2), (2 / 3, 1.0, 0.8, 2), (0.0, 0.0, 0.0, 2)]
+    for row, (p, r, f1, support) in zip(rows, expected, strict=True):
+        assert row["precision"] == pytest.approx(p)
+        assert row["recall"] == pytest.approx(r)
+        assert row["f1"] == pytest.approx(f1)
+        assert row["support"] == support
+
+
+def test_per_class_report_uses_class_names_and_handles_absent_classes() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm, rows = report.per_class_report([9, 9, 0], [9, 0, 0])
+    assert cm.shape == (10, 10) and cm.sum() == 3
+    assert [r["class"] for r in rows] == list(CLASS_NAMES)
+    assert rows[9] == {
+        "class": "Ankle boot",
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
+    assert rows[3] == {"class": "Dress", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    with pytest.raises(ValueError, match="outside"):
+        report.per_class_report([10], [0])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_plot_confusion_matrix(tmp_path: Path, normalize: bool) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 300)
+    pred = np.where(rng.random(300) < 0.8, y, rng.integers(0, 10, 300))
+    cm, _ = report.per_class_report(y, pred)
+    cm[3] = 0  # a class absent from the test set must not produce NaNs or warnings
+    report.plot_confusion_matrix(cm, tmp_path / "cm.png", normalize=normalize)
+    assert_png(tmp_path / "cm.png")
+
+
+def test_plot_misclassified(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 28, 28, 1)).astype(np.uint8)
+    y_true = rng.integers(0, 10, 40)
+    y_pred = y_true.copy()
+    y_pred[::3] = (y_pred[::3] + 1) % 10
+    probs = rng.dirichlet(np.ones(10), 40)
+    report.plot_misclassified(images, y_true, y_pred, probs, tmp_path / "wrong.png", max_images=9)
+    assert_png(tmp_path / "wrong.png")
+    # (N,) confidences and (N, 28, 28) images are accepted too
+    report.plot_misclassified(
+        images[..., 0], y_true, y_pred, probs.max(axis=1), tmp_path / "wrong1d.png"
+    )
+    assert_png(tmp_path / "wrong1d.png")
+    report.plot_misclassified(
+        images.astype(np.float32), y_true, y_true, probs, tmp_path / "none.png"
+    )
+    assert_png(tmp_path / "none.png")
+
+
+def test_mean_std() -> None:
+    assert report.mean_std([0.9]) == (0.9, 0.0)
+    values = [0.90, 0.92, 0.935]
+    mean, std = report.mean_std(values)
+    assert mean == pytest.approx(np.mean(values))
+    assert std == pytest.approx(np.std(values, ddof=1))
+
+
+def test_collect_runs_all(runs: Path) -> None:
+    rows = report.collect_runs(None, root=runs)
+    assert [r["run"] for r in rows] == ["rep-1", "cnn-a", "cnn-b", "rep-2"]
+    group = rows[0]
+    accs, losses = [0.90, 0.92, 0.935], [0.30, 0.27, 0.22]
+    assert group["n"] == 3
+    assert group["accuracy"] == pytest.approx(np.mean(accs))
+    assert group["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert group["loss"] == pytest.approx(np.mean(losses))
+    assert group["loss_std"] == pytest.approx(np.std(losses, ddof=1))
+    assert group["wall_time_s"] == pytest.approx(11.0)
+    assert group["epochs"] == 5 and group["stages"] == "head+finetune"
+    single = rows[1]
+    assert single == {
+        "run": "cnn-a",
+        "backbone": "simple_cnn",
+        "input_size": 96,
+        "resize_method": "bilinear",
+        "weights": "imagenet",
+        "stages": "head+finetune",
+        "epochs": 5,
+        "accuracy": 0.91,
+        "accuracy_std": None,
+        "loss": 0.25,
+        "loss_std": None,
+        "n": 1,
+        "wall_time_s": 12.34,
+        "path": str(runs / "cnn-a"),
+    }
+    assert rows[2]["stages"] == "head" and rows[2]["epochs"] == 4
+    assert rows[3]["epochs"] == 3.0  # members stopped at 2 and 4 epochs: the mean
+
+
+def test_collect_runs_patterns(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = report.collect_runs([str(runs / "cnn-*")], root=runs)
+    assert [r["run"] for r in rows] == ["cnn-a", "cnn-b"]
+    # Run ids resolve under root; the same run twice is listed once.
+    rows = report.collect_runs(["cnn-b", "rep-2", str(runs / "cnn-b")], root=runs)
+    assert [r["run"] for r in rows] == ["cnn-b", "rep-2"]
+    # Naming a run's metrics.json means its folder.
+    rows = report.collect_runs([str(runs / "cnn-a" / "metrics.json")], root=runs)
+    assert [r["run"] for r in rows] == ["cnn-a"]
+    # A relative glob works from the working directory, as typed in a shell.
+    monkeypatch.chdir(runs.parent)
+    rows = report.collect_runs(["saved_models/rep-*"], root="saved_models")
+    assert [r["run"] for r in rows] == ["rep-1", "rep-2"]
+    assert rows[0]["n"] == 3 and rows[1]["n"] == 2
+
+
+def test_collect_runs_errors(runs: Path) -> None:
+    with pytest.raises(MissingFileError, match="no-such-run"):
+        report.collect_runs(["cnn-a", "no-such-run*"], root=runs)
+    (runs / "cnn-a" / "metrics.json").write_text("{not json")
+    with pytest.raises(MissingFileError, match=r"cnn-a.metrics\.json"):
+        report.collect_runs(None, root=runs)
+    with pytest.raises(MissingFileError, match="no runs"):
+        report.collect_runs(None, root=runs.parent / "empty")
+
+
+def test_compare_markdown_and_plot(runs: Path, tmp_path: Path) -> None:
+    rows = report.collect_runs(None, root=runs)
+    table = report.compare_markdown(rows)
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert all(line.startswith("|") and line.endswith("|") for line in lines)
+    accs = [0.90, 0.92, 0.935]
+    assert f"{np.mean(accs):.4f} ± {np.std(accs, ddof=1):.4f}" in lines[2]
+    assert "| 0.9100 |" in lines[3] and "| 12.3 |" in lines[3] and "±" not in lines[3]
+    assert "| 5.0 |" in lines[4]
+    report.plot_comparison(rows, tmp_path / "compare.png")
+    assert_png(tmp_path / "compare.png")
