@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, write_idx
 
 from fmnist_tl import data
 from fmnist_tl.classes import CLASS_NAMES
@@ -28,23 +29,6 @@ def arrays() -> tuple[np.ndarray, ...]:
     y_tr = rng.permutation(np.arange(50) % 10).astype(np.int64)
     y_te = rng.permutation(np.arange(20) % 10).astype(np.int64)
     return x_tr, y_tr, x_te, y_te
-
-
-def idx_bytes(a: np.ndarray) -> bytes:
-    if a.ndim == 4:
-        return struct.pack(">IIII", 0x803, len(a), 28, 28) + a.astype(np.uint8).tobytes()
-    return struct.pack(">II", 0x801, len(a)) + a.astype(np.uint8).tobytes()
-
-
-def write_idx(folder: Path, arrays, gz: bool) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, a in zip(IDX, arrays, strict=True):
-        raw = idx_bytes(a)
-        if gz:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (folder / name).write_bytes(raw)
-    return folder
 
 
 def write_csv(folder: Path, arrays, header: bool) -> Path:

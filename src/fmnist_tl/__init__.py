@@ -1,7 +1,8 @@
 """fmnist-tl: transfer-learning experiments on Fashion-MNIST from YAML configs.
 
 The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`,
-`evaluate(model_path, ...)` return results; the CLI only prints them.
+`evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)` and
+`predict_images(model_path, paths)` return results; the CLI only prints them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_config", "train", "finetune", "evaluate"]
+__all__ = [
+    "__version__",
+    "load_config",
+    "train",
+    "finetune",
+    "evaluate",
+    "run_repeated",
+    "compare_runs",
+    "predict_images",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +37,16 @@ def __getattr__(name: str) -> Any:
         from .evaluation import evaluate
 
         return evaluate
+    if name == "run_repeated":
+        from .repeat import run_repeated
+
+        return run_repeated
+    if name == "compare_runs":
+        from .compare import compare_runs
+
+        return compare_runs
+    if name == "predict_images":
+        from .predict import predict_images
+
+        return predict_images
     raise AttributeError(name)

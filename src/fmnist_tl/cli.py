@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from . import __version__  # noqa: E402
@@ -56,7 +57,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except FmnistError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
@@ -67,7 +68,7 @@ def handle_errors(fn: F) -> F:
             if os.environ.get("FMNIST_DEBUG"):
                 traceback.print_exc()
             err.print(
-                f"[red]unexpected error:[/red] {type(exc).__name__}: {exc} "
+                f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))} "
                 "(set FMNIST_DEBUG=1 for the traceback)",
                 highlight=False,
                 soft_wrap=True,
@@ -95,12 +96,42 @@ def _main(
 
 @app.command()
 @handle_errors
-def train(config: ConfigArg, set_: SetOption = None) -> None:
+def train(
+    config: ConfigArg,
+    set_: SetOption = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            help="Train N times with seeds seed, seed+1, ...; report mean ± std.", metavar="N"
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Train once per seed, e.g. 0,1,2; report mean ± std.", metavar="S,S,..."),
+    ] = None,
+) -> None:
     """Train as CONFIG says: frozen-backbone stage, optional fine-tuning, then test."""
     from .config import load_config
-    from .trainer import train as run_train
 
     cfg = load_config(config, set_)
+    if repeat is not None or seeds is not None:
+        from .repeat import resolve_seeds, run_repeated
+
+        chosen = resolve_seeds(cfg.seed, repeat=repeat, seeds=seeds)
+        summary = run_repeated(
+            cfg,
+            chosen,
+            on_run=lambda i, seed, r: err.print(
+                f"run {i + 1}/{len(chosen)} (seed {seed}): test accuracy "
+                f"{r.metrics['test']['accuracy']:.4f}  {escape(str(r.run_dir))}",
+                highlight=False,
+                soft_wrap=True,
+            ),
+        )
+        _print_repeat(summary)
+        return
+    from .trainer import train as run_train
+
     result = run_train(cfg)
     _print_summary(result)
 
@@ -110,7 +141,7 @@ def train(config: ConfigArg, set_: SetOption = None) -> None:
 def finetune(
     model: Annotated[
         Path | None,
-        typer.Argument(help="Model to start from [default: saved_models/best.keras]."),
+        typer.Argument(help="Model to start from.", show_default="saved_models/best.keras"),
     ] = None,
     unfreeze_from: Annotated[
         str | None,
@@ -141,10 +172,12 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras model file.", show_default=False)],
     json_path: Annotated[
         Path | None,
-        typer.Option("--json", help="Where to write the JSON report [default: beside the model]."),
+        typer.Option(
+            "--json", help="Where to write the JSON report.", show_default="beside the model"
+        ),
     ] = None,
     data_dir: Annotated[
-        str | None, typer.Option(help="Folder with Fashion-MNIST files [default: search].")
+        str | None, typer.Option(help="Folder with Fashion-MNIST files.", show_default="search")
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Evaluate on the first N test images only.")
@@ -177,6 +210,90 @@ def evaluate(
     out.print(f"wrote {result['json_path']}, " + ", ".join(result["plots"]))
 
 
+@app.command()
+@handle_errors
+def compare(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Run folders, run ids or glob patterns.",
+            show_default="every run under --root",
+        ),
+    ] = None,
+    root: Annotated[Path, typer.Option(help="Folder holding the runs.")] = Path("saved_models"),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write comparison.md and comparison.png.",
+            show_default="the --root folder",
+        ),
+    ] = None,
+) -> None:
+    """Compare runs side by side, best test accuracy first; a repeat group is one row."""
+    from .compare import compare_runs
+
+    result = compare_runs(runs, root=root, out_dir=out_dir)
+    # The terminal gets the essentials (every other column is in comparison.md); run ids and
+    # numbers never wrap, the setup column does, so the table stays readable at 80 columns.
+    table = Table(title="test accuracy per run, best first (groups: mean ± sample std)")
+    table.add_column("run", no_wrap=True, min_width=max(len(r["run"]) for r in result["rows"]))
+    table.add_column("setup")
+    for col in ("test accuracy", "test loss", "n"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in result["rows"]:
+        epochs = r["epochs"]
+        setup = (
+            f"{r['backbone']} {r['input_size']}px, {r['weights']}, {r['stages']}, "
+            + (f"{epochs:.1f}" if isinstance(epochs, float) else str(epochs))
+            + f" ep, {r['wall_time_s']:.1f} s/run"
+        )
+        std, loss_std = r["accuracy_std"], r["loss_std"]
+        table.add_row(
+            escape(r["run"]),
+            escape(setup),
+            f"{r['accuracy']:.4f}" + (f" ± {std:.4f}" if std is not None else ""),
+            f"{r['loss']:.4f}" + (f" ± {loss_std:.4f}" if loss_std is not None else ""),
+            str(r["n"]),
+        )
+    out.print(table)
+    out.print(
+        escape(f"wrote {result['markdown_path']}, {result['plot_path']}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .keras model file.", show_default=False)],
+    images: Annotated[
+        list[Path], typer.Argument(help="PNG or JPEG images of garments.", show_default=False)
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list to stdout instead of a table.")
+    ] = False,
+) -> None:
+    """The three most likely classes, with probabilities, for each IMAGE."""
+    import json
+
+    from .predict import predict_images
+
+    results = predict_images(model, images)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    table = Table(title=f"predictions of {escape(str(model))}")
+    table.add_column("image")
+    for rank in ("1st", "2nd", "3rd"):
+        table.add_column(rank)
+    for r in results:
+        top3 = (f"{t['label']} {t['probability']:.3f}" for t in r["top3"])
+        table.add_row(escape(r["image"]), *top3)
+    out.print(table)
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(config: ConfigArg, set_: SetOption = None) -> None:
@@ -190,7 +307,7 @@ def config_show(config: ConfigArg, set_: SetOption = None) -> None:
 @handle_errors
 def data_info(
     data_dir: Annotated[
-        str | None, typer.Option(help="Folder with Fashion-MNIST files [default: search].")
+        str | None, typer.Option(help="Folder with Fashion-MNIST files.", show_default="search")
     ] = None,
 ) -> None:
     """Where the data came from, counts per split and class, and checksum results."""
@@ -219,8 +336,43 @@ def _print_summary(result: Any) -> None:
     table.add_row("weights", m["weights_used"])
     table.add_row("wall time", f"{m['wall_time_s']:.1f} s")
     table.add_row("artifacts", str(result.run_dir))
-    table.add_row("tensorboard", "tensorboard --logdir logs/fit")
+    table.add_row("tensorboard", f"tensorboard --logdir {m['log_dir']}")
     out.print(table)
+
+
+def _print_repeat(summary: dict[str, Any]) -> None:
+    acc, loss = summary["accuracy"], summary["loss"]
+    table = Table(title=f"group {escape(summary['group_id'])}  ({summary['n']} runs, ± sample std)")
+    for col in ("run", "seed", "test accuracy", "test loss", "wall time (s)"):
+        table.add_column(
+            col,
+            justify="left" if col == "run" else "right",
+            no_wrap=col != "wall time (s)",
+            min_width=max(len(r["run_id"]) for r in summary["per_run"]) if col == "run" else None,
+        )
+    for r in summary["per_run"]:
+        table.add_row(
+            escape(r["run_id"]),
+            str(r["seed"]),
+            f"{r['accuracy']:.4f}",
+            f"{r['loss']:.4f}",
+            f"{r['wall_time_s']:.1f}",
+        )
+    table.add_section()
+    table.add_row(
+        "mean ± std",
+        "",
+        f"{acc['mean']:.4f} ± {acc['std']:.4f}",
+        f"{loss['mean']:.4f} ± {loss['std']:.4f}",
+        "",
+        style="bold",
+    )
+    out.print(table)
+    out.print(
+        escape(f"wrote {summary['json_path']}, {summary['markdown_path']}"),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

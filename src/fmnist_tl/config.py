@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .backbones import BACKBONES
 from .errors import ConfigError
@@ -94,6 +101,12 @@ class TrainConfig(_Section):
     patience: int | None = Field(3, ge=1)  # EarlyStopping patience; null = no early stop
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     feature_cache: Literal["auto", "off"] = "auto"  # reuse frozen-backbone features
+
+    @field_validator("feature_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as False; accept it as the "off" it was meant to be.
+        return "off" if value is False else value
 
 
 class FinetuneConfig(_Section):
@@ -258,11 +271,14 @@ def _field_annotation(parts: list[str], item: str) -> Any:
 
 
 def _is_str_field(annotation: Any) -> bool:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    """str, str | None, or a Literal of strings: YAML must not turn "off" into False."""
     if annotation is str:
         return True
     origin = typing.get_origin(annotation)
-    return origin in (typing.Union, types.UnionType) and args == [str]
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is Literal:
+        return all(isinstance(a, str) for a in args)
+    return origin in (typing.Union, types.UnionType) and len(args) == 1 and _is_str_field(args[0])
 
 
 def _yaml_scalar(text: str, item: str) -> Any:

@@ -25,7 +25,7 @@ def load_classifier(path: str | Path) -> keras.Model:
     if not zipfile.is_zipfile(path):
         raise MissingFileError(f"{path}: not a Keras model file (.keras zip archive expected)")
     try:
-        model = keras.models.load_model(path)
+        model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise MissingFileError(f"{path}: cannot load the model: {first}") from None

@@ -45,10 +45,10 @@ def build_model(config: Config) -> Built:
     augment = augmentation(config)
     x = augment(pixels) if augment is not None else pixels
     x = preprocessing(spec, m.input_size, m.resize_method)(x)
-    # A pretrained backbone always runs in inference mode: its BatchNorm statistics came
-    # from ImageNet and must not drift towards small Fashion-MNIST batches, in either
-    # stage. A from-scratch backbone trains its BatchNorm as usual.
-    x = backbone(x, training=False) if pretrained else backbone(x)
+    # Keras 3 passes the outer `training` flag through nested models, overriding a
+    # `training=False` given at construction; what keeps a pretrained backbone's BatchNorm
+    # in inference mode is `trainable=False` on those layers (see set_backbone_trainable).
+    x = backbone(x)
     features = _pooling(m.head.pooling, backbone.output.shape)(x)
 
     head_layers: list[layers.Layer] = []
@@ -140,6 +140,20 @@ def _pooling(kind: str, shape: tuple[Any, ...]) -> layers.Layer:
 def find_backbone(model: keras.Model) -> keras.Model:
     """The nested backbone of a built or loaded model (named "backbone" by construction)."""
     return model.get_layer("backbone")
+
+
+def set_backbone_trainable(backbone: keras.Model, trainable: bool, pretrained: bool) -> None:
+    """Freeze or unfreeze the backbone; a pretrained one keeps its BatchNorm frozen.
+
+    In Keras 3 a BN layer normalises with batch statistics only when `training` and
+    `trainable` are both true, so BN layers with trainable=False keep their ImageNet moving
+    statistics in every stage, even when the rest of the backbone trains.
+    """
+    backbone.trainable = trainable  # recursive: resets every sub-layer
+    if pretrained:
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
 
 
 def unfreeze_from(backbone: keras.Model, prefix: str) -> int:

@@ -115,7 +115,10 @@ def plot_history(rows: list[dict[str, Any]], path: PathLike, *, title: str = "")
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
-    return np.array([float(r.get(key, math.nan)) for r in rows], dtype=float)
+    # history.csv leaves val_* empty when there is no validation split.
+    return np.array(
+        [math.nan if r.get(key) in ("", None) else float(r[key]) for r in rows], dtype=float
+    )
 
 
 def _stage_boundary(epochs: np.ndarray, stages: list[str]) -> float | None:

@@ -23,7 +23,13 @@ from .classes import NUM_CLASSES
 from .config import Config, load_config
 from .errors import ConfigError, MissingFileError
 from .evaluation import load_classifier, write_evaluation
-from .model import build_model, find_backbone, layer_prefixes, unfreeze_from
+from .model import (
+    build_model,
+    find_backbone,
+    layer_prefixes,
+    set_backbone_trainable,
+    unfreeze_from,
+)
 from .report import plot_history
 
 DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epochs is 0
@@ -83,7 +89,7 @@ def train(config: Config) -> RunResult:
     stages: list[dict[str, Any]] = []
 
     # Stage 1: freeze the backbone (a pretrained one; from-scratch models train whole).
-    built.backbone.trainable = not frozen
+    set_backbone_trainable(built.backbone, not frozen, built.pretrained)
     with runtime.scope(strategy):
         _compile(built.model, config, config.train.learning_rate)
     use_cache = (
@@ -114,7 +120,9 @@ def train(config: Config) -> RunResult:
             _finetune_stage(built.model, config, splits, history, ckpt, tensorboard, strategy)
         )
 
-    return _finish(config, splits, run_id, run_dir, stages, history, built.weights_used, t_start)
+    return _finish(
+        config, splits, run_id, run_dir, stages, history, built.weights_used, t_start, strategy
+    )
 
 
 def finetune(
@@ -162,7 +170,15 @@ def finetune(
     tensorboard = keras.callbacks.TensorBoard(log_dir=str(Path(config.output.log_dir) / run_id))
     stage = _finetune_stage(model, config, splits, history, ckpt, tensorboard, strategy)
     return _finish(
-        config, splits, run_id, run_dir, [stage], history, f"model {model_path}", t_start
+        config,
+        splits,
+        run_id,
+        run_dir,
+        [stage],
+        history,
+        f"model {model_path}",
+        t_start,
+        strategy,
     )
 
 
@@ -364,7 +380,7 @@ def _stage_summary(
     stage: str, rows: list[dict[str, Any]], monitor: str, seconds: float, n_train: int
 ) -> dict[str, Any]:
     """Best epoch, wasted epochs after it, and speed, for the overfitting read-out."""
-    values = [r[monitor] for r in rows if r.get(monitor) != ""]
+    values = [r[monitor] for r in rows if _number(r.get(monitor)) is not None]
     summary: dict[str, Any] = {"name": stage, "epochs_run": len(rows), "monitor": monitor}
     if values:
         pick = max if "accuracy" in monitor else min
@@ -374,12 +390,16 @@ def _stage_summary(
         summary.update(
             best_epoch=best["epoch"],
             epochs_after_best=len(rows) - 1 - best_i,
-            best_val_accuracy=best.get("val_accuracy") or None,
-            best_val_loss=best.get("val_loss") or None,
+            best_val_accuracy=_number(best.get("val_accuracy")),
+            best_val_loss=_number(best.get("val_loss")),
         )
     summary["wall_time_s"] = round(seconds, 3)
     summary["images_per_s"] = round(n_train * len(rows) / seconds, 1) if seconds > 0 else None
     return summary
+
+
+def _number(value: Any) -> float | None:
+    return None if value in ("", None) else float(value)
 
 
 def _finish(
@@ -391,6 +411,7 @@ def _finish(
     history: HistoryWriter,
     weights_used: str,
     t_start: float,
+    strategy: Any,
 ) -> RunResult:
     """Evaluate the best checkpoint on the test set, write metrics, publish best.keras."""
     model_path = run_dir / "best.keras"
@@ -398,7 +419,7 @@ def _finish(
         raise MissingFileError(
             f"{run_dir}: no epoch produced a finite {_monitor(config, splits)}; nothing saved"
         )
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path, compile=False)
     evaluation = write_evaluation(
         model,
         splits.x_test,
@@ -420,11 +441,19 @@ def _finish(
         "test": {"accuracy": evaluation["accuracy"], "loss": evaluation["loss"]},
         "stages": stages,
         "wall_time_s": round(time.perf_counter() - t_start, 3),
+        "log_dir": config.output.log_dir,
         "data": {
             "source": splits.source,
             "train": int(len(splits.x_train)),
             "val": int(len(splits.x_val)),
             "test": int(len(splits.x_test)),
+        },
+        "runtime": {
+            "distribute": config.runtime.distribute,
+            "replicas": runtime.replicas(strategy),
+            "global_batch_size": config.train.batch_size * runtime.replicas(strategy),
+            "precision_policy": keras.mixed_precision.global_policy().name,
+            "jit_compile": config.runtime.jit_compile,
         },
         "versions": runtime.versions(),
     }

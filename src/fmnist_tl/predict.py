@@ -1,0 +1,43 @@
+"""Class probabilities for the user's own images, with a saved self-contained model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .classes import CLASS_NAMES
+from .images import load_images
+
+TOP_K = 3  # classes reported per image
+
+
+def predict_images(
+    model_path: str | os.PathLike[str],
+    image_paths: Sequence[str | os.PathLike[str]],
+) -> list[dict[str, Any]]:
+    """The three most likely classes per image, most likely first.
+
+    Returns [{"image": path, "top3": [{"class": index, "label": name, "probability": p}, ...]}].
+    """
+    # Images first, TensorFlow after: a bad image path fails at once, not after the import.
+    x = load_images(image_paths)
+    from .evaluation import load_classifier, predict_proba
+
+    model = load_classifier(model_path)
+    probs = predict_proba(model, x)
+    results = []
+    for path, p in zip(image_paths, probs, strict=True):
+        best = np.argsort(-p, kind="stable")[:TOP_K]
+        results.append(
+            {
+                "image": str(path),
+                "top3": [
+                    {"class": int(k), "label": CLASS_NAMES[int(k)], "probability": float(p[k])}
+                    for k in best
+                ],
+            }
+        )
+    return results

@@ -1,0 +1,119 @@
+"""The model: in-graph preprocessing matches keras.applications, saving is exact and safe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fmnist_tl.backbones import BACKBONES
+from fmnist_tl.config import load_config
+from fmnist_tl.model import build_model, preprocessing, unfreeze_from
+
+APPS = {
+    "mobilenet_v2": keras.applications.mobilenet_v2.preprocess_input,
+    "resnet50": keras.applications.resnet50.preprocess_input,
+    "vgg16": keras.applications.vgg16.preprocess_input,
+}
+METHODS = ["nearest", "bilinear", "bicubic", "area", "lanczos3"]
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
+
+
+@pytest.mark.parametrize("backbone", sorted(APPS))
+@pytest.mark.parametrize("method", METHODS)
+def test_preprocessing_matches_preprocess_input(pixels, backbone, method):
+    """Resize with the configured interpolation, gray->RGB, then the backbone's own scaling."""
+    got = preprocessing(BACKBONES[backbone], 40, method)(pixels).numpy()
+    rgb = tf.image.resize(np.repeat(pixels, 3, axis=-1), (40, 40), method=method).numpy()
+    want = APPS[backbone](rgb.copy())
+    assert got.shape == (4, 40, 40, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_interpolation_is_honoured(pixels):
+    out = {m: preprocessing(BACKBONES["mobilenet_v2"], 40, m)(pixels).numpy() for m in METHODS}
+    for a in METHODS:
+        for b in METHODS:
+            if a < b:
+                assert not np.allclose(out[a], out[b]), (a, b)
+
+
+def test_from_scratch_models_see_unit_range(pixels):
+    got = preprocessing(BACKBONES["cnn"], 28, "bilinear")(pixels).numpy()
+    np.testing.assert_allclose(got, pixels / 255.0, rtol=1e-6)
+
+
+def build(*overrides: str):
+    return build_model(load_config(None, ["model.weights=none", *overrides]))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.input_size=32", "augment.flip=true", "augment.translate=0.1", "augment.erase=0.5"],
+        ["model.backbone=resnet50", "model.input_size=32", "model.resize_method=nearest"],
+        ["model.backbone=cnn", "model.cnn.l2=0.001", "model.head.pooling=max"],
+        ["model.backbone=dense", "model.dense.units=[64]", "model.head.units=0"],
+    ],
+    ids=["mobilenet_v2+augment", "resnet50", "cnn", "dense"],
+)
+def test_saved_model_reloads_in_a_fresh_process_with_identical_predictions(
+    tmp_path, pixels, overrides
+):
+    built = build(*overrides)
+    path = tmp_path / "m.keras"
+    built.model.save(path)
+    want = built.model.predict(pixels, verbose=0)
+    np.save(tmp_path / "x.npy", pixels)
+    script = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.models.load_model(sys.argv[1])\n"  # plain load: no custom objects
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        check=True,
+        capture_output=True,
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+    # Stock layers only: nothing that needs safe_mode=False.
+    with zipfile.ZipFile(path) as zf:
+        spec = json.loads(zf.read("config.json"))
+    assert '"Lambda"' not in json.dumps(spec)
+
+
+def test_augmentation_is_inactive_at_inference(pixels):
+    built = build("model.backbone=cnn", "augment.flip=true", "augment.erase=1.0")
+    a = built.model(pixels, training=False).numpy()
+    b = built.model(pixels, training=False).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert built.feature_extractor is None  # augmenting models never use cached features
+
+
+def test_output_layer_is_float32_softmax():
+    built = build("model.backbone=cnn")
+    layer = built.model.get_layer("predictions")
+    assert layer.dtype_policy.compute_dtype == "float32"
+    assert built.model.output_shape == (None, 10)
+    assert built.model.input_shape == (None, 28, 28, 1)
+
+
+def test_unfreeze_from_keeps_batchnorm_frozen():
+    built = build("model.input_size=32")
+    start = unfreeze_from(built.backbone, "block_16")
+    for i, layer in enumerate(built.backbone.layers):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable, layer.name
+        else:
+            assert layer.trainable == (i >= start), layer.name
+    assert built.backbone.layers[start].name.startswith("block_16")
