@@ -117,3 +117,20 @@ def test_unfreeze_from_keeps_batchnorm_frozen():
         else:
             assert layer.trainable == (i >= start), layer.name
     assert built.backbone.layers[start].name.startswith("block_16")
+
+
+def test_from_scratch_batchnorm_settles_fast_and_pretrained_keeps_its_own(tmp_path):
+    """MobileNetV2's BN momentum 0.999 leaves short from-scratch runs at chance in inference."""
+    scratch = build("model.input_size=32")
+    momenta = {
+        layer.momentum
+        for layer in scratch.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert momenta == {0.9}
+    path = tmp_path / "b.weights.h5"
+    scratch.backbone.save_weights(path)
+    pretrained = build_model(load_config(None, ["model.input_size=32", f"model.weights={path}"]))
+    assert pretrained.pretrained
+    bn = [x for x in pretrained.backbone.layers if isinstance(x, keras.layers.BatchNormalization)]
+    assert {layer.momentum for layer in bn} == {0.999}

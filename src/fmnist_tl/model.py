@@ -40,6 +40,8 @@ def build_model(config: Config) -> Built:
     m = config.model
     spec = BACKBONES[m.backbone]
     backbone, weights_used, pretrained = make_backbone(m)
+    if not pretrained:
+        _fast_batchnorm(backbone)
 
     pixels = keras.Input(INPUT_SHAPE, name="pixels")
     augment = augmentation(config)
@@ -140,6 +142,18 @@ def _pooling(kind: str, shape: tuple[Any, ...]) -> layers.Layer:
 def find_backbone(model: keras.Model) -> keras.Model:
     """The nested backbone of a built or loaded model (named "backbone" by construction)."""
     return model.get_layer("backbone")
+
+
+def _fast_batchnorm(backbone: keras.Model) -> None:
+    """Let a from-scratch backbone's BatchNorm statistics settle within a short run.
+
+    keras.applications builds MobileNetV2 with momentum 0.999: after a few hundred steps its
+    moving statistics are still near their initial 0/1, and inference-mode accuracy stays at
+    chance while training accuracy climbs (measured: 0.82 train vs 0.10 validation).
+    """
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.9
 
 
 def set_backbone_trainable(backbone: keras.Model, trainable: bool, pretrained: bool) -> None:
