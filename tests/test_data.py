@@ -298,3 +298,18 @@ def test_one_flipped_pixel_in_real_data_is_a_checksum_error(tmp_path):
     msg = error_of(tmp_path)
     assert msg.startswith(str(tmp_path / IDX[2]))
     assert "SHA-256 mismatch: file is corrupt or not the upstream Fashion-MNIST" in msg
+
+
+def test_data_info_command(synthetic_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fmnist_tl.cli import app
+
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(synthetic_dir)])
+    assert result.exit_code == 0, result.output
+    assert str(synthetic_dir) in result.output
+    assert "400" in result.output and "100" in result.output  # train / test counts
+    assert "Ankle boot" in result.output
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 3
+    assert str(tmp_path / "none") in result.output
