@@ -357,19 +357,24 @@ def _fit_head_on_features(
         feats, splits.y_pool, config.data.val_split, config.seed
     )
     _compile(built.head, config, config.train.learning_rate)
-    stage = _fit(
-        built.head,
-        config,
-        splits,
-        "head",
-        config.train.epochs,
-        config.train.patience,
-        0,
-        callbacks,
-        None,
-        x_train=f_train,
-        x_val=f_val,
-    )
+    ckpt = next(c for c in callbacks if isinstance(c, BestModelCheckpoint))
+    ckpt.defer = True
+    try:
+        stage = _fit(
+            built.head,
+            config,
+            splits,
+            "head",
+            config.train.epochs,
+            config.train.patience,
+            0,
+            callbacks,
+            None,
+            x_train=f_train,
+            x_val=f_val,
+        )
+    finally:
+        ckpt.defer = False
     stage["wall_time_s"] = round(time.perf_counter() - t0, 3)
     stage["feature_cache"] = info["cache"]
     stage["feature_seconds"] = round(info["seconds"], 3)
@@ -426,7 +431,6 @@ def _finish(
         splits.y_test,
         run_dir / "evaluation.json",
         extra={"model": str(model_path), "data_source": splits.source},
-        batch_size=config.train.batch_size,
     )
     metrics = {
         "run_id": run_id,
