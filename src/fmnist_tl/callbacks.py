@@ -105,3 +105,21 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def stage_rows(self, stage: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["stage"] == stage]
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop at the first NaN or infinite training loss and remember where it happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.diverged_at: tuple[int, float] | None = None  # (1-based epoch, loss)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = (self.epoch, float(loss))
+            self.model.stop_training = True

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 
 from . import atomic, data, features, runtime
-from .callbacks import BestModelCheckpoint, HistoryWriter
+from .callbacks import BestModelCheckpoint, DivergenceGuard, HistoryWriter
 from .classes import NUM_CLASSES
 from .config import Config, load_config
-from .errors import ConfigError, MissingFileError
+from .errors import ConfigError, MissingFileError, TrainingDiverged
 from .evaluation import load_classifier, write_evaluation
 from .model import (
     build_model,
@@ -329,6 +329,8 @@ def _fit(
                 monitor=monitor, patience=patience, restore_best_weights=True
             )
         )
+    guard = DivergenceGuard()
+    cbs.append(guard)
     t0 = time.perf_counter()
     model.fit(
         train_ds,
@@ -340,8 +342,30 @@ def _fit(
         verbose=runtime.verbosity(config),
     )
     seconds = time.perf_counter() - t0
+    if guard.diverged_at is not None:
+        _diverged(stage, guard.diverged_at, model, callbacks)
     history = next(c for c in callbacks if isinstance(c, HistoryWriter))
     return _stage_summary(stage, history.stage_rows(stage), monitor, seconds, len(xt))
+
+
+def _diverged(
+    stage: str,
+    where: tuple[int, float],
+    model: keras.Model,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    epoch, loss = where
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    ckpt = next(c for c in callbacks if isinstance(c, BestModelCheckpoint))
+    kept = (
+        f"the best model so far (epoch {ckpt.best_epoch}) is kept in {ckpt.path}"
+        if ckpt.path.is_file()
+        else "no epoch finished with a finite loss, so no model was saved"
+    )
+    raise TrainingDiverged(
+        f"stage {stage}: the training loss became {loss} at epoch {epoch} with learning rate "
+        f"{lr:g}; {kept}; lower the learning rate and train again"
+    )
 
 
 def _fit_head_on_features(
