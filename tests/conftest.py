@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -64,3 +65,14 @@ def isolated(tmp_path, synthetic_dir) -> list[str]:
         f"output.cache_dir={tmp_path / 'cache'}",
         "runtime.verbose=silent",
     ]
+
+
+def assert_png(path: Path) -> None:
+    """A real, non-blank PNG of a sensible size (not a zero-byte or placeholder file)."""
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        w, h = img.size
+        assert 300 <= w <= 4000 and 200 <= h <= 4000, img.size
+        pixels = np.asarray(img.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1, "PNG is a single flat colour"
+    assert not list(path.parent.glob(".*.png")), "temporary file left behind"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import assert_png
 
 from fmnist_tl import report
 from fmnist_tl.classes import CLASS_NAMES
@@ -26,17 +26,6 @@ HISTORY_COLUMNS = [
     "learning_rate",
     "seconds",
 ]
-
-
-def assert_png(path: Path) -> None:
-    """A real, non-blank PNG of a sensible size (not a zero-byte or placeholder file)."""
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        w, h = img.size
-        assert 300 <= w <= 4000 and 200 <= h <= 4000, img.size
-        pixels = np.asarray(img.convert("RGB"))
-    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1, "PNG is a single flat colour"
-    assert not list(path.parent.glob(".*.png")), "temporary file left behind"
 
 
 def write_history(path: Path, stages: dict[str, int]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import assert_png
 from typer.testing import CliRunner
 
 from fmnist_tl.classes import CLASS_NAMES
@@ -192,12 +192,3 @@ def test_bad_repeat_options_exit_2_before_training(args, needle, tmp_path, monke
 def test_resolve_seeds() -> None:
     assert resolve_seeds(5, repeat=3, seeds=None) == [5, 6, 7]
     assert resolve_seeds(5, repeat=None, seeds=" 2, 0 ,9") == [2, 0, 9]
-
-
-def assert_png(path: Path) -> None:
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        w, h = img.size
-        assert 300 <= w <= 4000 and 200 <= h <= 4000, img.size
-        pixels = np.asarray(img.convert("L"))
-    assert pixels.min() < pixels.max(), "PNG is a single flat colour"
