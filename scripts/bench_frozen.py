@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -508,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     if report["weights_used"].startswith("none"):
         print("note: random frozen weights; accuracies are at chance and say nothing.")
     print(f"memory: {results['tool_cold']['memory_method']}; keras {keras.__version__}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from fmnist_tl import atomic
+
+    atomic.write_json(args.out, report)  # a killed benchmark never leaves half a report
     print(f"wrote {args.out}")
     return 0
 

@@ -19,7 +19,6 @@ Validate tiny: .venv/bin/python scripts/peak_memory.py --train-limit 256 --size 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -159,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"({mem.method})")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from fmnist_tl import atomic
+
+        atomic.write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
