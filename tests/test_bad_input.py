@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from conftest import SMOKE
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
+from fmnist_tl.images import save_png
+from fmnist_tl.model import build_model
 from fmnist_tl.trainer import train
 
 runner = CliRunner()
 
 
-def snapshot(root: Path) -> dict[str, float]:
+def snapshot(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
 
 
@@ -47,9 +53,7 @@ def bad_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("command", ["evaluate", "finetune", "predict"])
 def test_bad_model_files(tmp_path, bad_models, command, synthetic_dir):
     image = tmp_path / "x.png"
-    from fmnist_tl.images import save_png
-
-    save_png(__import__("numpy").zeros((28, 28), "uint8"), image)
+    save_png(np.zeros((28, 28), "uint8"), image)
     extra = {
         "evaluate": ["--data-dir", str(synthetic_dir)],
         "finetune": [],
@@ -90,6 +94,9 @@ def test_diverging_loss_stops_with_stage_epoch_and_learning_rate(tmp_path, isola
     assert "nan" in out or "inf" in out
     (run,) = (tmp_path / "saved_models").iterdir()
     assert not (run / "best.keras").exists() and not (run / "metrics.json").exists()
+    before = snapshot(tmp_path)
+    fails(["train", "--resume", str(run)], 2, "diverged", "lower learning rate")
+    assert snapshot(tmp_path) == before
 
 
 def test_divergence_in_stage2_keeps_the_stage1_model(tmp_path, isolated):
@@ -112,14 +119,109 @@ def test_divergence_in_stage2_keeps_the_stage1_model(tmp_path, isolated):
     model = keras.models.load_model(run / "best.keras", compile=False)  # the stage-1 model
     assert model.output_shape == (None, 10)
     assert "epoch 3" in out  # stage 2 continues the epoch count after stage 1's two epochs
+    # The NaN epoch wrote its history row, but neither the checkpoint nor the resume state.
+    assert (run / "best.keras").stat().st_mtime_ns < (run / "history.csv").stat().st_mtime_ns
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["checkpoint"]["best_epoch"] <= 2
 
 
 def test_same_seed_same_numbers_on_cpu(tmp_path, isolated):
     results = [train(load_config(SMOKE, isolated)) for _ in range(2)]
-    a, b = (r.metrics for r in results)
+    a, b = (json.loads((r.run_dir / "metrics.json").read_text()) for r in results)
     assert a["test"] == b["test"]
-    assert [r["loss"] for r in results[0].history] == [r["loss"] for r in results[1].history]
+    losses = [
+        [row.split(",")[2:5:2] for row in (r.run_dir / "history.csv").read_text().splitlines()]
+        for r in results
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 3  # header + 2 epochs, loss/val_loss
     other = train(load_config(SMOKE, [*isolated, "seed=1"]))
     assert [r["loss"] for r in other.history] != [r["loss"] for r in results[0].history]
     metrics = json.loads((results[0].run_dir / "metrics.json").read_text())
     assert metrics["seed"] == 0
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, synthetic_dir) -> Path:
+    """A folder as `fmnist train` leaves it: best.keras (untrained here) and config.yaml."""
+    root = tmp_path_factory.mktemp("run")
+    config = load_config(
+        SMOKE,
+        [
+            f"data.dir={synthetic_dir}",
+            f"output.dir={root / 'saved_models'}",
+            f"output.log_dir={root / 'logs'}",
+            f"output.cache_dir={root / 'cache'}",
+        ],
+    )
+    build_model(config).model.save(root / "best.keras")
+    (root / "config.yaml").write_text(config.to_yaml())
+    return root
+
+
+def test_finetune_a_bad_model_that_has_a_config_beside_it(tmp_path, saved_run, bad_models):
+    (tmp_path / "config.yaml").write_text((saved_run / "config.yaml").read_text())
+    for name in ("text", "wrong"):
+        (tmp_path / bad_models[name].name).write_bytes(bad_models[name].read_bytes())
+    before = snapshot(tmp_path)
+    fails(["finetune", str(tmp_path / "notes.keras")], 3, "notes.keras", "not a Keras model")
+    fails(["finetune", str(tmp_path / "wrong_shape.keras")], 2, "(None, 28, 28, 1)")
+    assert snapshot(tmp_path) == before
+
+
+def test_finetune_unknown_layer_lists_the_valid_ones(saved_run):
+    before = snapshot(saved_run)
+    fails(
+        ["finetune", str(saved_run / "best.keras"), "--unfreeze-from", "blokc2"],
+        2,
+        "'blokc2'",
+        "block1_conv1",
+    )
+    assert snapshot(saved_run) == before  # no run folder started
+
+
+def test_unwritable_places_for_evaluate_and_finetune(tmp_path, saved_run, synthetic_dir):
+    blocker = tmp_path / "afile"  # a file where a folder should be: stops root as well
+    blocker.write_text("not a folder")
+    before, before_run = snapshot(tmp_path), snapshot(saved_run)
+    model = str(saved_run / "best.keras")
+    report = blocker / "sub" / "eval.json"
+    args = ["evaluate", model, "--json", str(report), "--data-dir", str(synthetic_dir)]
+    fails(args, 3, "eval.json", "cannot write")
+    fails(["finetune", model, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir")
+    assert snapshot(tmp_path) == before and snapshot(saved_run) == before_run
+
+
+def test_predict_files_that_are_not_images(tmp_path, saved_run):
+    good = tmp_path / "shirt.png"
+    save_png(np.full((28, 28), 200, "uint8"), good)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:40])
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    model = str(saved_run / "best.keras")
+    before = snapshot(tmp_path)
+    for bad, reason in (
+        (truncated, "not a readable image"),
+        (empty, "not a readable image"),
+        (folder, "it is a directory"),
+        (tmp_path / "missing.png", "no such file"),
+    ):
+        fails(["predict", model, str(good), str(bad)], 3, bad.name, reason)
+    assert snapshot(tmp_path) == before
+
+
+def test_deterministic_ops_do_not_break_a_run(tmp_path, isolated):
+    """runtime.deterministic turns on TF op determinism for the whole process: run it apart."""
+    args = [a for o in [*isolated, "runtime.deterministic=true"] for a in ("--set", o)]
+    done = subprocess.run(
+        [sys.executable, "-m", "fmnist_tl.cli", "train", str(SMOKE), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (metrics,) = (tmp_path / "saved_models").glob("*/metrics.json")
+    assert json.loads(metrics.read_text())["test"]["accuracy"] > 0.5

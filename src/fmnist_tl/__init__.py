@@ -1,6 +1,6 @@
 """fmnist-tl: transfer-learning experiments on Fashion-MNIST from YAML configs.
 
-The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`,
+The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`, `resume_run(run)`,
 `evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)` and
 `predict_images(model_path, paths)` return results; the CLI only prints them.
 """
@@ -16,6 +16,7 @@ __all__ = [
     "load_config",
     "train",
     "finetune",
+    "resume_run",
     "evaluate",
     "run_repeated",
     "compare_runs",
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
         from .config import load_config
 
         return load_config
-    if name in ("train", "finetune"):
+    if name in ("train", "finetune", "resume_run"):
         from . import trainer as _train
 
         return getattr(_train, name)

@@ -1,4 +1,4 @@
-"""Callbacks that outlive one `fit`: best-model checkpoint and history across stages."""
+"""Callbacks that outlive one `fit`: best-model checkpoint, history, resumable early stop."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ HISTORY_FIELDS = (
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save `full_model` atomically whenever the monitored value improves.
+    """Track the best monitored value across stages; the best model lives in `path`.
 
     One instance serves both stages, so a worse stage-2 epoch can never overwrite a better
-    stage-1 model (a fresh ModelCheckpoint per `fit` forgets its best value). It saves the
-    full model even when `fit` trains only the head on cached features: the head's layers
-    are shared with the full model.
+    stage-1 model (a fresh ModelCheckpoint per `fit` forgets its best value). An epoch whose
+    training loss is not finite never counts. The file itself is written by
+    `resume.EpochCommit`, as a copy of the epoch's committed model, after state.json. When
+    `fit` trains only the head on cached features (`defer`), the best weights are kept in
+    memory and the full model (whose head layers they are) is saved once when `fit` ends: a
+    head epoch on cached features takes milliseconds, a full-model save about a second.
     """
 
     def __init__(self, full_model: keras.Model, path: Path, monitor: str) -> None:
@@ -42,9 +45,6 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.mode = "max" if "accuracy" in monitor else "min"
         self.best = -math.inf if self.mode == "max" else math.inf
         self.best_epoch: int | None = None  # 1-based, counted across stages
-        # When set, keep the best weights of the model being fit in memory and save the full
-        # model once at the end of `fit`: a head epoch on cached features takes milliseconds,
-        # a full-model save about a second.
         self.defer = False
         self._pending: list[Any] | None = None
 
@@ -52,26 +52,32 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        value, loss = logs.get(self.monitor), logs.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
         if value is None or not math.isfinite(float(value)) or not self.improved(float(value)):
             return
         self.best, self.best_epoch = float(value), epoch + 1
         if self.defer:
             self._pending = self.model.get_weights()
-        else:
-            self._save()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._pending is None:
             return
         current = self.model.get_weights()
         self.model.set_weights(self._pending)
-        self._save()
+        atomic.write_with(self.path, lambda tmp: self.full_model.save(tmp))
         self.model.set_weights(current)
         self._pending = None
 
-    def _save(self) -> None:
-        atomic.write_with(self.path, lambda tmp: self.full_model.save(tmp))
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best if self.best_epoch else None, "best_epoch": self.best_epoch}
+
+    def load_state(self, state: dict[str, Any], pending: list[Any] | None = None) -> None:
+        if state.get("best_epoch"):
+            self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self._pending = pending
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -123,3 +129,43 @@ class DivergenceGuard(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged_at = (self.epoch, float(loss))
             self.model.stop_training = True
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that can pick up where an interrupted run left off.
+
+    Keras resets wait/best in `on_train_begin`; `resume_from` (what `state()` returned) and
+    the stage's best weights so far are put back right after that reset.
+    """
+
+    def __init__(
+        self,
+        *,
+        resume_from: dict[str, Any] | None = None,
+        best_weights: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._resume_from = resume_from
+        self._resume_weights = best_weights
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._resume_from:
+            self.wait = int(self._resume_from["wait"])
+            self.best = self._resume_from["best"]
+            self.best_epoch = int(self._resume_from["best_epoch"])
+            self.best_weights = self._resume_weights
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard that flushes its writers every epoch, so a killed run keeps its curves."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        for writer in getattr(self, "_writers", {}).values():
+            writer.flush()

@@ -20,7 +20,7 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import FmnistError  # noqa: E402
+from .errors import ConfigError, FmnistError, Interrupted  # noqa: E402
 
 app = typer.Typer(
     help="Transfer-learning experiments on Fashion-MNIST from YAML configs.",
@@ -56,6 +56,9 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:  # not an error: the run is kept and can be resumed
+            err.print(f"[yellow]{escape(str(exc))}[/yellow]", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except FmnistError as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -97,7 +100,14 @@ def _main(
 @app.command()
 @handle_errors
 def train(
-    config: ConfigArg,
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="YAML config file (with --resume, only used to find RUN under its output.dir).",
+            show_default=False,
+            metavar="CONFIG",
+        ),
+    ] = None,
     set_: SetOption = None,
     repeat: Annotated[
         int | None,
@@ -109,10 +119,28 @@ def train(
         str | None,
         typer.Option(help="Train once per seed, e.g. 0,1,2; report mean ± std.", metavar="S,S,..."),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue an interrupted run from its last completed epoch: its folder, or "
+            "its run id under output.dir (default saved_models).",
+            metavar="RUN",
+        ),
+    ] = None,
 ) -> None:
-    """Train as CONFIG says: frozen-backbone stage, optional fine-tuning, then test."""
+    """Train as CONFIG says (frozen-backbone stage, optional fine-tuning, test), or --resume."""
     from .config import load_config
 
+    if resume is not None:
+        from .trainer import resume_run
+
+        _print_summary(resume_run(resume, root=_runs_root(config, set_, repeat, seeds)))
+        return
+    if config is None:
+        raise ConfigError(
+            "give a CONFIG file to train (e.g. configs/quickstart.yaml), or --resume RUN to "
+            "continue an interrupted run"
+        )
     cfg = load_config(config, set_)
     if repeat is not None or seeds is not None:
         from .repeat import resolve_seeds, run_repeated
@@ -314,6 +342,23 @@ def data_info(
     from .data import describe, format_description, load_fashion_mnist
 
     out.print(format_description(describe(load_fashion_mnist(data_dir))), highlight=False)
+
+
+def _runs_root(
+    config: Path | None, set_: list[str] | None, repeat: int | None, seeds: str | None
+) -> str:
+    """Where --resume looks for a run id: output.dir of CONFIG and --set, else the default."""
+    if repeat is not None or seeds is not None:
+        raise ConfigError("--resume continues one run; leave out --repeat and --seeds")
+    others = [s for s in set_ or [] if s.partition("=")[0].strip() != "output.dir"]
+    if others:
+        raise ConfigError(
+            f"--resume continues a run with the config saved in it; --set {others[0]} "
+            "cannot change it (only output.dir, to find the run, is accepted)"
+        )
+    from .config import load_config
+
+    return load_config(config, set_).output.dir
 
 
 def _print_summary(result: Any) -> None:

@@ -16,6 +16,7 @@ from keras import layers
 from .backbones import BACKBONES, CAFFE_MEAN_BGR, BackboneSpec, make_backbone
 from .classes import NUM_CLASSES
 from .config import Config
+from .errors import ConfigError
 
 INPUT_SHAPE = (28, 28, 1)
 
@@ -186,6 +187,16 @@ def unfreeze_from(backbone: keras.Model, prefix: str) -> int:
     return start
 
 
+def check_unfreeze_layer(backbone: keras.Model, prefix: str | None) -> None:
+    """A ConfigError listing valid prefixes when no backbone layer starts with `prefix`."""
+    names = [layer.name for layer in backbone.layers]
+    if not prefix or not any(n.startswith(prefix) for n in names):
+        raise ConfigError(
+            f"finetune.unfreeze_from: no layer of the backbone starts with {prefix!r}; "
+            f"valid prefixes: {', '.join(layer_prefixes(backbone))}"
+        )
+
+
 def layer_prefixes(backbone: keras.Model) -> list[str]:
     """Distinct block-level name prefixes (e.g. block_13, conv5_block1) for error messages."""
     seen: dict[str, None] = {}
@@ -194,3 +205,31 @@ def layer_prefixes(backbone: keras.Model) -> list[str]:
         key = "_".join(parts[:2]) if len(parts) > 2 else layer.name
         seen.setdefault(key, None)
     return list(seen)
+
+
+def _optimizer(config: Config, learning_rate: float) -> keras.optimizers.Optimizer:
+    t = config.train
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None
+        )
+    return keras.optimizers.Adam(learning_rate, weight_decay=t.weight_decay or None)
+
+
+def compile_model(model: keras.Model, config: Config, learning_rate: float) -> None:
+    """Compile for training at `learning_rate` (stage 1 or stage 2), as the config says."""
+    smoothing = config.train.label_smoothing
+    loss = (
+        keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+        if smoothing > 0
+        else keras.losses.SparseCategoricalCrossentropy()
+    )
+    model.compile(
+        optimizer=_optimizer(config, learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+        jit_compile=config.runtime.jit_compile,
+        steps_per_execution=config.runtime.steps_per_execution,
+    )

@@ -2,13 +2,16 @@
 
 Reads top to bottom: load data, build the model, stage 1 (frozen backbone: head only, on
 cached features when possible), stage 2 (unfreeze from a named layer, recompile with a small
-learning rate), then evaluate the best checkpoint and write the run's artifacts.
+learning rate), then evaluate the best checkpoint and write the run's artifacts. Every epoch
+is committed to the run folder (see resume.py), so `resume_run` carries an interrupted run on
+from its last completed epoch, in the right stage, with its optimizer state.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,19 +21,38 @@ import keras
 import numpy as np
 
 from . import atomic, data, features, runtime
-from .callbacks import BestModelCheckpoint, DivergenceGuard, HistoryWriter
+from .callbacks import DivergenceGuard, ResumableEarlyStopping
 from .classes import NUM_CLASSES
 from .config import Config, load_config
 from .errors import ConfigError, MissingFileError, TrainingDiverged
 from .evaluation import load_classifier, write_evaluation
+from .interrupts import StopAtSafePoint, StopRequested
 from .model import (
+    Built,
     build_model,
+    check_unfreeze_layer,
+    compile_model,
     find_backbone,
-    layer_prefixes,
     set_backbone_trainable,
     unfreeze_from,
 )
 from .report import plot_history
+from .resume import (
+    LAST,
+    LAST_HEAD,
+    EpochCommit,
+    RunState,
+    Session,
+    committed_model,
+    complete,
+    end_stage,
+    find_run,
+    interrupted,
+    load_resumable,
+    new_run_dir,
+    open_session,
+    restore_stage,
+)
 
 DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epochs is 0
 
@@ -57,6 +79,12 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _setup(config: Config) -> tuple[Splits, Any]:
+    """Seeds and precision first, then the data and the distribution strategy."""
+    runtime.apply(config)
+    return prepare_data(config), runtime.strategy(config)
+
+
 def prepare_data(config: Config) -> Splits:
     ds = data.load_fashion_mnist(config.data.dir)
     x, y = data.limit(ds.x_train, ds.y_train, config.data.train_limit)
@@ -68,61 +96,15 @@ def prepare_data(config: Config) -> Splits:
 def train(config: Config) -> RunResult:
     """Run both stages as configured, evaluate the best model on the test set."""
     t_start = time.perf_counter()
-    runtime.apply(config)
-    splits = prepare_data(config)
-    strategy = runtime.strategy(config)
+    splits, strategy = _setup(config)
     with runtime.scope(strategy):
         built = build_model(config)
-    frozen = (
-        config.model.freeze_backbone
-        if config.model.freeze_backbone is not None
-        else built.pretrained
-    )
     if config.finetune.epochs > 0:
-        _check_unfreeze_layer(built.backbone, config.finetune.unfreeze_from)
-
-    run_id, run_dir = _new_run(config)
-    atomic.write_text(run_dir / "config.yaml", config.to_yaml())
-    history = HistoryWriter(run_dir / "history.csv")
-    ckpt = BestModelCheckpoint(built.model, run_dir / "best.keras", _monitor(config, splits))
-    tensorboard = keras.callbacks.TensorBoard(log_dir=str(Path(config.output.log_dir) / run_id))
-    stages: list[dict[str, Any]] = []
-
-    # Stage 1: freeze the backbone (a pretrained one; from-scratch models train whole).
-    set_backbone_trainable(built.backbone, not frozen, built.pretrained)
-    with runtime.scope(strategy):
-        _compile(built.model, config, config.train.learning_rate)
-    use_cache = (
-        frozen
-        and built.head is not None
-        and config.train.feature_cache == "auto"
-        and strategy is None
-    )
-    if use_cache:
-        stage = _fit_head_on_features(built, config, splits, [history, ckpt, tensorboard])
-    else:
-        stage = _fit(
-            built.model,
-            config,
-            splits,
-            "head",
-            config.train.epochs,
-            config.train.patience,
-            0,
-            [history, ckpt, tensorboard],
-            strategy,
-        )
-    stages.append(stage)
-
-    # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
-    if config.finetune.epochs > 0:
-        stages.append(
-            _finetune_stage(built.model, config, splits, history, ckpt, tensorboard, strategy)
-        )
-
-    return _finish(
-        config, splits, run_id, run_dir, stages, history, built.weights_used, t_start, strategy
-    )
+        check_unfreeze_layer(built.backbone, config.finetune.unfreeze_from)
+    stages = ["head", "finetune"] if config.finetune.epochs > 0 else ["head"]
+    state = RunState("train", stages, "head", weights_used=built.weights_used)
+    s = _open(config, splits, strategy, new_run_dir(config), state, built.model, t_start)
+    return _run(s, lambda: _train_stages(s, built))
 
 
 def finetune(
@@ -149,9 +131,7 @@ def finetune(
         config.finetune.epochs = DEFAULT_FINETUNE_EPOCHS
     config.output.name = f"{config.output.name}-finetune"
 
-    runtime.apply(config)
-    splits = prepare_data(config)
-    strategy = runtime.strategy(config)
+    splits, strategy = _setup(config)
     with runtime.scope(strategy):
         model = load_classifier(model_path)
     try:
@@ -161,25 +141,94 @@ def finetune(
             f"{model_path}: this model has no 'backbone' layer to unfreeze; "
             "fine-tune a model saved by `fmnist train`"
         ) from None
-    _check_unfreeze_layer(backbone, config.finetune.unfreeze_from)
-
-    run_id, run_dir = _new_run(config)
-    atomic.write_text(run_dir / "config.yaml", config.to_yaml())
-    history = HistoryWriter(run_dir / "history.csv")
-    ckpt = BestModelCheckpoint(model, run_dir / "best.keras", _monitor(config, splits))
-    tensorboard = keras.callbacks.TensorBoard(log_dir=str(Path(config.output.log_dir) / run_id))
-    stage = _finetune_stage(model, config, splits, history, ckpt, tensorboard, strategy)
-    return _finish(
-        config,
-        splits,
-        run_id,
-        run_dir,
-        [stage],
-        history,
-        f"model {model_path}",
-        t_start,
-        strategy,
+    check_unfreeze_layer(backbone, config.finetune.unfreeze_from)
+    state = RunState(
+        "finetune",
+        ["finetune"],
+        "finetune",
+        weights_used=f"model {model_path}",
+        source_model=str(model_path.resolve()),
     )
+    s = _open(config, splits, strategy, new_run_dir(config), state, model, t_start)
+    return _run(s, lambda: _finetune_if_pending(s, model))
+
+
+def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResult:
+    """Carry an interrupted `train` or `finetune` run on from its last completed epoch.
+
+    `run` is a run folder, or a run id under `root` (the output.dir that holds it). The run
+    goes on with the config saved in it and ends with the artifacts of an uninterrupted run.
+    """
+    t_start = time.perf_counter()
+    run_dir = find_run(run, root)
+    state = load_resumable(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    splits, strategy = _setup(config)
+    if state.command == "train":
+        with runtime.scope(strategy):
+            built = build_model(config)
+        s = _open(config, splits, strategy, run_dir, state, built.model, t_start)
+        return _run(s, lambda: _train_stages(s, built))
+    # A `finetune` run: its last committed model, or the model it started from.
+    with runtime.scope(strategy):
+        model = load_classifier(committed_model(run_dir, state) or Path(state.source_model or ""))
+    s = _open(config, splits, strategy, run_dir, state, model, t_start)
+    return _run(s, lambda: _finetune_if_pending(s, model))
+
+
+def _train_stages(s: Session, built: Built) -> None:
+    config = s.config
+    if s.state.stage == "head":
+        # Stage 1: freeze the backbone (a pretrained one; from-scratch models train whole).
+        frozen = (
+            config.model.freeze_backbone
+            if config.model.freeze_backbone is not None
+            else built.pretrained
+        )
+        set_backbone_trainable(built.backbone, not frozen, built.pretrained)
+        with runtime.scope(s.strategy):
+            compile_model(built.model, config, config.train.learning_rate)
+        use_cache = (
+            frozen
+            and built.head is not None
+            and config.train.feature_cache == "auto"
+            and s.strategy is None
+        )
+        if use_cache:
+            stage = _fit_head_on_features(s, built)
+        else:
+            stage = _fit(s, built.model, "head", config.train.epochs, config.train.patience)
+        end_stage(s, stage, built.model)
+    # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
+    _finetune_if_pending(s, built.model)
+
+
+def _finetune_if_pending(s: Session, model: keras.Model) -> None:
+    if s.state.stage == "finetune":
+        end_stage(s, _finetune_stage(s, model), model)
+
+
+def _open(
+    config: Config,
+    splits: Splits,
+    strategy: Any,
+    run_dir: Path,
+    state: RunState,
+    full_model: keras.Model,
+    t_start: float,
+) -> Session:
+    monitor = _monitor(config, splits)
+    return open_session(config, splits, strategy, run_dir, state, full_model, t_start, monitor)
+
+
+def _run(s: Session, stages: Callable[[], None]) -> RunResult:
+    """The remaining stages, then the test; SIGINT/SIGTERM end it as a resumable Interrupted."""
+    with s.signals:
+        try:
+            stages()
+            return _finish(s)
+        except KeyboardInterrupt:
+            raise interrupted(s) from None
 
 
 def config_beside(model_path: Path) -> Path:
@@ -198,98 +247,19 @@ def config_beside(model_path: Path) -> Path:
     )
 
 
-def _finetune_stage(
-    model: keras.Model,
-    config: Config,
-    splits: Splits,
-    history: HistoryWriter,
-    ckpt: BestModelCheckpoint,
-    tensorboard: keras.callbacks.Callback,
-    strategy: Any,
-) -> dict[str, Any]:
-    backbone = find_backbone(model)
-    unfreeze_from(backbone, config.finetune.unfreeze_from)
-    history.stage = "finetune"
+def _finetune_stage(s: Session, model: keras.Model) -> dict[str, Any]:
+    config = s.config
+    unfreeze_from(find_backbone(model), config.finetune.unfreeze_from)
+    s.history.stage = "finetune"
     # Changing `trainable` takes effect only after compiling again.
-    with runtime.scope(strategy):
-        _compile(model, config, config.finetune.learning_rate)
-    start = len(history.rows)
-    return _fit(
-        model,
-        config,
-        splits,
-        "finetune",
-        start + config.finetune.epochs,
-        config.finetune.patience,
-        start,
-        [history, ckpt, tensorboard],
-        strategy,
-    )
-
-
-def _check_unfreeze_layer(backbone: keras.Model, prefix: str | None) -> None:
-    names = [layer.name for layer in backbone.layers]
-    if not prefix or not any(n.startswith(prefix) for n in names):
-        raise ConfigError(
-            f"finetune.unfreeze_from: no layer of the backbone starts with {prefix!r}; "
-            f"valid prefixes: {', '.join(layer_prefixes(backbone))}"
-        )
-
-
-def _new_run(config: Config) -> tuple[str, Path]:
-    """A fresh run folder <output.dir>/<name>-<timestamp>; never reuses an existing one."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{config.output.name}-{stamp}"
-    root = Path(config.output.dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MissingFileError(f"output.dir: cannot create {root}: {exc.strerror}") from None
-    for n in range(1, 1000):
-        run_id = base if n == 1 else f"{base}-{n}"
-        try:
-            (root / run_id).mkdir()
-            return run_id, root / run_id
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise MissingFileError(
-                f"output.dir: cannot write in {root}: {exc.strerror}; choose a writable "
-                "folder with --set output.dir=PATH"
-            ) from None
-    raise MissingFileError(f"output.dir: too many runs named {base} in {root}")
+    with runtime.scope(s.strategy):
+        compile_model(model, config, config.finetune.learning_rate)
+    return _fit(s, model, "finetune", config.finetune.epochs, config.finetune.patience)
 
 
 def _monitor(config: Config, splits: Splits) -> str:
     # Without a validation split, fall back on the training metric of the same kind.
     return config.train.monitor if len(splits.x_val) else config.train.monitor.removeprefix("val_")
-
-
-def _optimizer(config: Config, learning_rate: float) -> keras.optimizers.Optimizer:
-    t = config.train
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None
-        )
-    return keras.optimizers.Adam(learning_rate, weight_decay=t.weight_decay or None)
-
-
-def _compile(model: keras.Model, config: Config, learning_rate: float) -> None:
-    smoothing = config.train.label_smoothing
-    loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-        if smoothing > 0
-        else keras.losses.SparseCategoricalCrossentropy()
-    )
-    model.compile(
-        optimizer=_optimizer(config, learning_rate),
-        loss=loss,
-        metrics=["accuracy"],
-        jit_compile=config.runtime.jit_compile,
-        steps_per_execution=config.runtime.steps_per_execution,
-    )
 
 
 def _dataset(config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int) -> Any:
@@ -302,61 +272,72 @@ def _dataset(config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, bat
 
 
 def _fit(
+    s: Session,
     model: keras.Model,
-    config: Config,
-    splits: Splits,
     stage: str,
     epochs: int,
     patience: int | None,
-    initial_epoch: int,
-    callbacks: list[keras.callbacks.Callback],
-    strategy: Any,
     *,
     x_train: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
+    file_name: str = LAST,
 ) -> dict[str, Any]:
-    """One `fit` call: streaming images, or (x_train/x_val given) cached features."""
-    batch = config.train.batch_size * runtime.replicas(strategy)
+    """One `fit` for one stage: streaming images, or (x_train/x_val given) cached features.
+
+    Starts at the stage's first epoch, or where a resumed run left it; commits every epoch.
+    """
+    config, splits, state = s.config, s.splits, s.state
+    early_from, early_weights = restore_stage(s, model, file_name) if s.resumed else (None, None)
+    s.resumed = False
+    batch = config.train.batch_size * runtime.replicas(s.strategy)
     xt = splits.x_train if x_train is None else x_train
     xv = splits.x_val if x_val is None else x_val
     train_ds = _dataset(config, xt, splits.y_train, shuffle=True, batch=batch)
     val_ds = _dataset(config, xv, splits.y_val, shuffle=False, batch=batch) if len(xv) else None
     monitor = _monitor(config, splits)
-    cbs = list(callbacks)
+    early = None
     if patience is not None:
-        cbs.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=patience, restore_best_weights=True
-            )
+        early = ResumableEarlyStopping(
+            monitor=monitor,
+            patience=patience,
+            restore_best_weights=True,
+            resume_from=early_from,
+            best_weights=early_weights,
         )
+    end = state.stage_start + epochs
     guard = DivergenceGuard()
-    cbs.append(guard)
-    t0 = time.perf_counter()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=cbs,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
-        verbose=runtime.verbosity(config),
-    )
-    seconds = time.perf_counter() - t0
+    commit = EpochCommit(s.run_dir, state, s.ckpt, early, file_name, end, s.elapsed)
+    cbs = [s.history, s.ckpt, s.tensorboard, *([early] if early else []), guard, commit]
+    prior_seconds, t0 = state.stage_seconds, time.perf_counter()
+    try:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            # A stage that early stopping had ended runs no more epochs, only its end.
+            epochs=state.epochs_done if state.stage_finished else end,
+            initial_epoch=state.epochs_done,
+            callbacks=[*cbs, StopAtSafePoint(s.signals)],
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+            verbose=runtime.verbosity(config),
+        )
+    except StopRequested:  # left between batches: close what `fit` would have closed
+        s.signals.in_fit = False
+        s.ckpt.on_train_end()
+        s.tensorboard.on_train_end()
+    seconds = prior_seconds + time.perf_counter() - t0
     if guard.diverged_at is not None:
-        _diverged(stage, guard.diverged_at, model, callbacks)
-    history = next(c for c in callbacks if isinstance(c, HistoryWriter))
-    return _stage_summary(stage, history.stage_rows(stage), monitor, seconds, len(xt))
+        _diverged(s, stage, guard.diverged_at, model)
+    if s.signals.requested:
+        raise interrupted(s)
+    return _stage_summary(stage, s.history.stage_rows(stage), monitor, seconds, len(xt))
 
 
-def _diverged(
-    stage: str,
-    where: tuple[int, float],
-    model: keras.Model,
-    callbacks: list[keras.callbacks.Callback],
-) -> None:
+def _diverged(s: Session, stage: str, where: tuple[int, float], model: keras.Model) -> None:
     epoch, loss = where
     lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    ckpt = next(c for c in callbacks if isinstance(c, BestModelCheckpoint))
+    s.state.diverged = f"stage {stage}, epoch {epoch}, learning rate {lr:g}"
+    s.state.save(s.run_dir)
+    ckpt = s.ckpt
     kept = (
         f"the best model so far (epoch {ckpt.best_epoch}) is kept in {ckpt.path}"
         if ckpt.path.is_file()
@@ -368,11 +349,10 @@ def _diverged(
     )
 
 
-def _fit_head_on_features(
-    built: Any, config: Config, splits: Splits, callbacks: list[keras.callbacks.Callback]
-) -> dict[str, Any]:
+def _fit_head_on_features(s: Session, built: Built) -> dict[str, Any]:
     """Stage 1 on cached pooled features: the same head, trained in place, far faster."""
-    t0 = time.perf_counter()
+    config, splits = s.config, s.splits
+    prior_seconds, t0 = s.state.stage_seconds, time.perf_counter()
     key = features.cache_key(config, built.weights_used, splits.x_pool)
     feats, info = features.cached_features(
         built.feature_extractor, splits.x_pool, key, Path(config.output.cache_dir)
@@ -380,26 +360,22 @@ def _fit_head_on_features(
     (f_train, _), (f_val, _) = data.split_train_val(
         feats, splits.y_pool, config.data.val_split, config.seed
     )
-    _compile(built.head, config, config.train.learning_rate)
-    ckpt = next(c for c in callbacks if isinstance(c, BestModelCheckpoint))
-    ckpt.defer = True
+    compile_model(built.head, config, config.train.learning_rate)
+    s.ckpt.defer = True
     try:
         stage = _fit(
+            s,
             built.head,
-            config,
-            splits,
             "head",
             config.train.epochs,
             config.train.patience,
-            0,
-            callbacks,
-            None,
             x_train=f_train,
             x_val=f_val,
+            file_name=LAST_HEAD,
         )
     finally:
-        ckpt.defer = False
-    stage["wall_time_s"] = round(time.perf_counter() - t0, 3)
+        s.ckpt.defer = False
+    stage["wall_time_s"] = round(prior_seconds + time.perf_counter() - t0, 3)
     stage["feature_cache"] = info["cache"]
     stage["feature_seconds"] = round(info["seconds"], 3)
     return stage
@@ -431,18 +407,9 @@ def _number(value: Any) -> float | None:
     return None if value in ("", None) else float(value)
 
 
-def _finish(
-    config: Config,
-    splits: Splits,
-    run_id: str,
-    run_dir: Path,
-    stages: list[dict[str, Any]],
-    history: HistoryWriter,
-    weights_used: str,
-    t_start: float,
-    strategy: Any,
-) -> RunResult:
+def _finish(s: Session) -> RunResult:
     """Evaluate the best checkpoint on the test set, write metrics, publish best.keras."""
+    config, splits, run_dir = s.config, s.splits, s.run_dir
     model_path = run_dir / "best.keras"
     if not model_path.is_file():
         raise MissingFileError(
@@ -456,19 +423,20 @@ def _finish(
         run_dir / "evaluation.json",
         extra={"model": str(model_path), "data_source": splits.source},
     )
+    replicas = runtime.replicas(s.strategy)
     metrics = {
-        "run_id": run_id,
+        "run_id": run_dir.name,
         "config_name": config.output.name,
         "created": datetime.now().isoformat(timespec="seconds"),
         "backbone": config.model.backbone,
         "input_size": config.model.input_size,
         "resize_method": config.model.resize_method,
         "weights_requested": config.model.weights,
-        "weights_used": weights_used,
+        "weights_used": s.state.weights_used,
         "seed": config.seed,
         "test": {"accuracy": evaluation["accuracy"], "loss": evaluation["loss"]},
-        "stages": stages,
-        "wall_time_s": round(time.perf_counter() - t_start, 3),
+        "stages": s.state.summaries,
+        "wall_time_s": s.elapsed(),
         "log_dir": config.output.log_dir,
         "data": {
             "source": splits.source,
@@ -478,17 +446,18 @@ def _finish(
         },
         "runtime": {
             "distribute": config.runtime.distribute,
-            "replicas": runtime.replicas(strategy),
-            "global_batch_size": config.train.batch_size * runtime.replicas(strategy),
+            "replicas": replicas,
+            "global_batch_size": config.train.batch_size * replicas,
             "precision_policy": keras.mixed_precision.global_policy().name,
             "jit_compile": config.runtime.jit_compile,
         },
         "versions": runtime.versions(),
     }
     atomic.write_json(run_dir / "metrics.json", metrics)
-    plot_history(history.rows, run_dir / "history.png", title=run_id)
+    plot_history(s.history.rows, run_dir / "history.png", title=run_dir.name)
     if config.output.update_best:
-        root = Path(config.output.dir)
+        root = run_dir.parent  # output.dir, wherever a resumed run is continued from
         atomic.copy_file(run_dir / "config.yaml", root / "best.config.yaml")
         atomic.copy_file(model_path, root / "best.keras")
-    return RunResult(run_id, run_dir, model_path, metrics, history.rows)
+    complete(s)
+    return RunResult(run_dir.name, run_dir, model_path, metrics, s.history.rows)
