@@ -12,6 +12,7 @@ import numpy as np
 from . import atomic, data
 from .classes import CLASS_NAMES
 from .errors import ConfigError, MissingFileError
+from .inference import infer
 from .report import per_class_report, plot_confusion_matrix, plot_misclassified
 
 EXPECTED_INPUT = (None, 28, 28, 1)
@@ -38,16 +39,14 @@ def load_classifier(path: str | Path) -> keras.Model:
     return model
 
 
-def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Class probabilities for raw pixels (0..255), in batches."""
-    return np.asarray(model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0))
+    return infer(model, x)
 
 
-def evaluate_arrays(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256
-) -> dict[str, Any]:
+def evaluate_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix."""
-    probs = predict_proba(model, x, batch_size)
+    probs = predict_proba(model, x)
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
     eps = 1e-7  # the clip Keras's crossentropy uses, so our loss matches model.evaluate
@@ -71,10 +70,9 @@ def write_evaluation(
     out_json: Path,
     *,
     extra: dict[str, Any] | None = None,
-    batch_size: int = 256,
 ) -> dict[str, Any]:
     """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes)."""
-    result = evaluate_arrays(model, x, y, batch_size)
+    result = evaluate_arrays(model, x, y)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)

@@ -19,8 +19,7 @@ import numpy as np
 
 from . import atomic
 from .config import Config
-
-EXTRACT_BATCH = 256  # inference only: larger batches amortise per-step overhead
+from .inference import infer
 
 
 def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
@@ -46,19 +45,6 @@ def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def extract(extractor: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Run the feature extractor over uint8 images in batches, through its own preprocessing."""
-    import tensorflow as tf
-
-    ds = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .batch(EXTRACT_BATCH)
-        .map(lambda b: tf.cast(b, tf.float32), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return np.asarray(extractor.predict(ds, verbose=0), dtype=np.float32)
-
-
 def cached_features(
     extractor: keras.Model, x: np.ndarray, key: str, cache_dir: Path
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -73,7 +59,7 @@ def cached_features(
                 return feats, info
         except (OSError, ValueError):
             pass  # unreadable cache file: recompute and replace it
-    feats = extract(extractor, x)
+    feats = infer(extractor, x)
     atomic.write_with(path, lambda tmp: np.save(tmp, feats))
     return feats, {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
 
