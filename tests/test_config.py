@@ -45,6 +45,16 @@ def assert_config_error(result, *needles: str) -> None:
         ("model:\n  input_size: 16\n", ["model.input_size", "16", "minimum 32", "mobilenet_v2"]),
         ("model:\n  resize_method: cubic\n", ["model.resize_method", "'cubic'", "bicubic"]),
         ("model:\n  backbone: cnn\n  weights: imagenet\n", ["model.weights", "'cnn'", "none"]),
+        (
+            "train:\n  schedule: plateau\n  warmup_epochs: 1\n",
+            ["train.warmup_epochs", "not plateau"],
+        ),
+        ("train:\n  epochs: 3\n  warmup_epochs: 3\n", ["train.warmup_epochs", "shorter"]),
+        (
+            "finetune:\n  schedule: cosine\n  min_learning_rate: 0.1\n",
+            ["finetune.min_learning_rate", "below learning_rate"],
+        ),
+        ("train:\n  schedule: linear\n", ["train.schedule", "'linear'", "cosine"]),
         ("train: [1, 2\n", ["YAML syntax error", "line 2"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
         ("extra_section: 1\n", ["extra_section", "unknown key", "finetune"]),

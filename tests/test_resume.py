@@ -216,6 +216,9 @@ def assert_same_run(resumed, reference) -> None:
     np.testing.assert_allclose(
         [r["loss"] for r in rows], [r["loss"] for r in ref], rtol=1e-4, atol=1e-6
     )
+    np.testing.assert_allclose(
+        [r["learning_rate"] for r in rows], [r["learning_rate"] for r in ref], rtol=1e-5
+    )
     a, b = resumed.metrics, reference.metrics
     assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=0.011)
     assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], rel=1e-3, abs=1e-5)
@@ -231,8 +234,11 @@ def assert_same_run(resumed, reference) -> None:
         (["train.epochs=4"], 2),  # mid-stage: weights + optimizer from last.keras
         # at the stage boundary: stage 2 starts from the model stage 1 ended with
         (["train.epochs=2", "finetune.epochs=2", "finetune.unfreeze_from=block2"], 2),
+        # schedules: the cosine step count and plateau's counters and lowered rate carry on
+        (["train.epochs=4", "train.schedule=cosine", "train.warmup_epochs=1"], 2),
+        (["train.epochs=4", "train.schedule=plateau", "train.plateau_patience=1"], 3),
     ],
-    ids=["mid-stage", "between-stages"],
+    ids=["mid-stage", "between-stages", "cosine", "plateau"],
 )
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, isolated, setup, stop_at):
     config = load_config(SMOKE, [*isolated, *EXACT, *setup])
@@ -293,7 +299,7 @@ def test_interrupted_finetune_resumes_as_a_finetune_run(tmp_path, isolated):
 def test_signals_ask_for_a_safe_stop_then_stop_at_once():
     old = signal.getsignal(signal.SIGTERM)
     with StopSignals() as stop:
-        stop.in_fit = True  # inside `fit`: the first signal only asks
+        stop.defer = True  # inside `fit`: the first signal only asks
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(100):
             if stop.requested:

@@ -1,8 +1,9 @@
 """fmnist-tl: transfer-learning experiments on Fashion-MNIST from YAML configs.
 
 The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`, `resume_run(run)`,
-`evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)` and
-`predict_images(model_path, paths)` return results; the CLI only prints them.
+`evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)`,
+`tune(config, trials)` and `predict_images(model_path, paths)` return results; the CLI only
+prints them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "run_repeated",
     "compare_runs",
     "predict_images",
+    "tune",
 ]
 
 
@@ -50,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from .predict import predict_images
 
         return predict_images
+    if name == "tune":
+        from .tuning import tune
+
+        return tune
     raise AttributeError(name)

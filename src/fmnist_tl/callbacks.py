@@ -162,6 +162,49 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
 
 
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that can pick up where an interrupted run left off.
+
+    The lowered learning rate itself is an optimizer variable, saved and restored with the
+    optimizer; `resume_from` puts back the wait, best and cooldown counters.
+    """
+
+    def __init__(self, *, resume_from: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._resume_from = resume_from
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._resume_from:
+            self.wait = int(self._resume_from["wait"])
+            self.cooldown_counter = int(self._resume_from["cooldown_counter"])
+            self.best = self._resume_from["best"]
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {
+            "wait": int(self.wait),
+            "cooldown_counter": int(self.cooldown_counter),
+            "best": best,
+        }
+
+
+def plateau_callback(
+    config: Any, stage: str, monitor: str, resume_from: dict[str, Any] | None = None
+) -> ResumablePlateau | None:
+    """The stage's ReduceLROnPlateau when its schedule is `plateau`, else None."""
+    sched = config.train if stage == "head" else config.finetune
+    if sched.schedule != "plateau":
+        return None
+    return ResumablePlateau(
+        monitor=monitor,
+        factor=sched.plateau_factor,
+        patience=sched.plateau_patience,
+        min_lr=sched.min_learning_rate,
+        resume_from=resume_from,
+    )
+
+
 class EpochTensorBoard(keras.callbacks.TensorBoard):
     """TensorBoard that flushes its writers every epoch, so a killed run keeps its curves."""
 

@@ -196,6 +196,27 @@ def finetune(
 
 @app.command()
 @handle_errors
+def tune(
+    config: ConfigArg,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="Number of trials.", show_default="tune.trials", metavar="N"),
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Random search over CONFIG's tune.space: each trial trains stage 1 only and is scored on
+    the validation split; writes a leaderboard and best.yaml (train it with `fmnist train`)."""
+    from .config import check_search, load_config
+
+    cfg = load_config(config, set_)
+    check_search(cfg, trials)  # before importing TensorFlow
+    from .tuning import tune as run_tune
+
+    _print_tune(run_tune(cfg, trials, on_trial=_print_trial))
+
+
+@app.command()
+@handle_errors
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras model file.", show_default=False)],
     json_path: Annotated[
@@ -383,6 +404,78 @@ def _print_summary(result: Any) -> None:
     table.add_row("artifacts", str(result.run_dir))
     table.add_row("tensorboard", f"tensorboard --logdir {m['log_dir']}")
     out.print(table)
+
+
+def _print_trial(record: dict[str, Any], trials: int) -> None:
+    """One line per finished trial, on stderr while the search runs."""
+    from .tuning import format_value
+
+    values = "  ".join(f"{k.split('.')[-1]}={format_value(v)}" for k, v in record["values"].items())
+    head = f"trial {record['trial']}/{trials} {record['status']}"
+    if record["status"] == "ok":
+        detail = (
+            f"val_accuracy {record['val_accuracy']:.4f}  val_loss {record['val_loss']:.4f}  "
+            f"{record['epochs_run']} epochs (best {record['best_epoch']})"
+        )
+    else:
+        detail = record["message"] or ""
+    cache = f", features {record['feature_cache']}" if record["feature_cache"] else ""
+    err.print(
+        escape(f"{head}: {detail}  {record['seconds']:.1f} s{cache}  | {values}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_tune(result: Any) -> None:
+    from .tuning import BEST_CONFIG, LEADERBOARD, LEADERBOARD_MD, format_value
+
+    board = result.leaderboard
+    keys = list(board["space"])
+    last = [k.split(".")[-1] for k in keys]
+    short = [s if last.count(s) == 1 else k for s, k in zip(last, keys, strict=True)]
+    top = [r for r in board["trials"] if r["status"] == "ok"][:10]
+    table = Table(
+        title=f"tune {escape(result.tune_id)}: top {len(top)} of {board['trials_run']} trials "
+        f"by {board['objective']} ({'higher' if board['direction'] == 'max' else 'lower'} is "
+        "better; validation split, stage 1)"
+    )
+    # Numbers never wrap; the sampled values share one column that does (80-column terminals).
+    for col in ("#", "trial", "val acc", "val loss", "epochs (best)", "s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("values", overflow="fold")
+    for r in top:
+        table.add_row(
+            str(r["rank"]),
+            str(r["trial"]),
+            f"{r['val_accuracy']:.4f}",
+            f"{r['val_loss']:.4f}",
+            f"{r['epochs_run']} ({r['best_epoch']})",
+            f"{r['seconds']:.1f}",
+            escape(
+                "  ".join(
+                    f"{s}={format_value(r['values'][k])}" for s, k in zip(short, keys, strict=True)
+                )
+            ),
+        )
+    out.print(table)
+    failed = board["trials_run"] - len([r for r in board["trials"] if r["status"] == "ok"])
+    notes = [f"{board['total_seconds']:.1f} s in all"]
+    if board["features"]:
+        caches = ", ".join(f["cache"] for f in board["features"])
+        notes.append(f"feature extraction {board['feature_seconds']:.1f} s (cache {caches})")
+    if failed:
+        notes.append(f"{failed} trial(s) failed, see the leaderboard")
+    if board["stopped"]:
+        notes.append(board["stopped"])
+    out.print(escape("; ".join(notes)), highlight=False, soft_wrap=True)
+    d = result.tune_dir
+    out.print(
+        escape(f"wrote {d / LEADERBOARD_MD}, {d / LEADERBOARD}, {d / BEST_CONFIG}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(escape(f"train the best: fmnist train {result.best_config}"), highlight=False)
 
 
 def _print_repeat(summary: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@ the key path, the value received and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,7 +91,41 @@ class ModelConfig(_Section):
     dense: DenseConfig = Field(default_factory=DenseConfig)
 
 
-class TrainConfig(_Section):
+class _Schedule(_Section):
+    """The learning-rate schedule of one stage; each stage has its own."""
+
+    epochs: int
+    learning_rate: float
+    # constant; cosine decay to min_learning_rate over the stage's epochs; or plateau: multiply
+    # by plateau_factor after plateau_patience epochs without a better monitored value.
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0)  # linear warmup from 0 (constant and cosine)
+    min_learning_rate: float = Field(0.0, ge=0.0)  # where cosine ends; plateau's floor
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> _Schedule:
+        at = "train" if isinstance(self, TrainConfig) else "finetune"
+        if self.warmup_epochs and self.schedule == "plateau":
+            raise ValueError(
+                f"{at}.warmup_epochs works with schedule constant or cosine, not plateau; set "
+                "warmup_epochs: 0 or pick cosine"
+            )
+        if self.epochs and self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"{at}.warmup_epochs ({self.warmup_epochs:g}) must be shorter than epochs "
+                f"({self.epochs})"
+            )
+        if self.min_learning_rate >= self.learning_rate and self.schedule != "constant":
+            raise ValueError(
+                f"{at}.min_learning_rate ({self.min_learning_rate:g}) must be below learning_rate "
+                f"({self.learning_rate:g})"
+            )
+        return self
+
+
+class TrainConfig(_Schedule):
     """Stage 1: the head (and a from-scratch backbone) with a frozen pretrained backbone."""
 
     epochs: int = Field(10, ge=1)
@@ -109,7 +145,7 @@ class TrainConfig(_Section):
         return "off" if value is False else value
 
 
-class FinetuneConfig(_Section):
+class FinetuneConfig(_Schedule):
     """Stage 2: unfreeze from a named layer and continue at a small learning rate."""
 
     epochs: int = Field(0, ge=0)  # 0 = no stage 2
@@ -135,6 +171,22 @@ class RuntimeConfig(_Section):
     verbose: Literal["auto", "bar", "epoch", "silent"] = "auto"  # bar on a terminal
 
 
+class TuneConfig(_Section):
+    """`fmnist tune`: random search; each trial trains stage 1 and is scored on validation."""
+
+    trials: int = Field(20, ge=1)  # default for --trials
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"  # maximised / minimised
+    epochs: int | None = Field(None, ge=1)  # stage-1 epochs per trial; None = train.epochs
+    # Dotted config key -> a list of choices, or a range {min, max, step?, log?}: floats for a
+    # float key, integers for an integer key. Checked against the schema when loaded.
+    space: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _null_space(cls, value: Any) -> Any:
+        return {} if value is None else value  # `space:` with nothing under it
+
+
 class Config(_Section):
     seed: int = 42
     data: DataConfig = Field(default_factory=DataConfig)
@@ -144,6 +196,7 @@ class Config(_Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _resolve_backbone_facts(self) -> Config:
@@ -164,6 +217,12 @@ class Config(_Section):
             )
         if self.finetune.unfreeze_from is None:
             self.finetune.unfreeze_from = spec.default_unfreeze
+        return self
+
+    @model_validator(mode="after")
+    def _check_tune_space(self) -> Config:
+        """Every tune.space key is a tunable field, and every value it can take validates."""
+        search_space(self)
         return self
 
     @property
@@ -250,21 +309,23 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _field_annotation(parts: list[str], item: str) -> Any:
+def _field_annotation(parts: list[str], item: str, label: str | None = None) -> Any:
+    """The schema annotation at a dotted key path; `label` prefixes errors (default: --set)."""
+    label = label or f"--set {item!r}"
     model: type[BaseModel] = Config
     for depth, part in enumerate(parts):
         fields = model.model_fields
         if part not in fields:
             where = ".".join(parts[:depth]) or "the top level"
             raise ConfigError(
-                f"--set {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}; "
+                f"{label}: unknown key {'.'.join(parts[: depth + 1])!r}; "
                 f"keys in {where}: {', '.join(fields)}"
             )
         annotation = fields[part].annotation
         if depth < len(parts) - 1:
             if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                 raise ConfigError(
-                    f"--set {item!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section"
+                    f"{label}: {'.'.join(parts[: depth + 1])!r} is a value, not a section"
                 )
             model = annotation
     return annotation
@@ -311,3 +372,186 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
             return []
         model = field.annotation
     return list(getattr(model, "model_fields", {}))
+
+
+# tune.space: what a search may change. Keys under these are errors, with the reason.
+UNTUNABLE = {
+    "tune": "they are the search's own settings",
+    "data": "the data and its validation split are what every trial is scored on",
+    "output": "they say where results go, not how the model learns",
+    "runtime": "they change speed, not the model",
+    "seed": "picking the luckiest seed measures noise, not a better setting",
+    "finetune": "trials score stage 1 only, so stage-2 settings never change a score",
+}
+RANGE_KEYS = ("min", "max", "step", "log")
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One tune.space entry: a choice among values, or an integer or float range."""
+
+    key: str  # dotted config key, e.g. model.head.units
+    kind: Literal["choice", "int", "float"]
+    values: tuple[Any, ...] = ()  # choice: YAML values, any type the key accepts
+    low: float = 0.0  # ranges: min and max, both included (a float range never hits max)
+    high: float = 0.0
+    step: float | None = None
+    log: bool = False  # sample uniformly in log space
+
+
+def search_space(config: Config) -> list[SearchDim]:
+    """tune.space, parsed and checked: each choice and each end of each range must validate
+    in place in this config, typed exactly as `--set` types a value."""
+    dims = []
+    for key, spec in config.tune.space.items():
+        dim = _search_dim(str(key), spec)
+        if dim.kind == "choice":
+            samples = [("choice", value) for value in dim.values]
+        else:
+            cast = int if dim.kind == "int" else float
+            samples = [("min", cast(dim.low)), ("max", cast(dim.high))]
+        for label, value in samples:
+            try:
+                apply_values(config, {dim.key: value}, keep_tune=False)
+            except ConfigError as exc:
+                raise ValueError(
+                    f"tune.space: {dim.key}: {label} {value!r} is not accepted ({exc}); "
+                    "search only values the key accepts"
+                ) from None
+        dims.append(dim)
+    if config.tune.epochs is not None and "train.epochs" in config.tune.space:
+        raise ValueError(
+            "tune.epochs: train.epochs is tuned in tune.space, so tune.epochs must be null "
+            "(the sampled train.epochs is each trial's epoch count)"
+        )
+    return dims
+
+
+def check_search(config: Config, trials: int | None = None) -> int:
+    """How many trials `fmnist tune` runs; ConfigError when this config cannot be searched."""
+    if not config.tune.space:
+        raise ConfigError(
+            "tune.space is empty, so there is nothing to search; add a tune: section with keys "
+            "to search, e.g. `space: {model.head.dropout: {min: 0.0, max: 0.5}}` (README: Tuning)"
+        )
+    if config.data.val_split == 0:
+        raise ConfigError(
+            "data.val_split: 0 leaves no validation split, and tune scores every trial on it; "
+            "set data.val_split above 0 (e.g. 0.1)"
+        )
+    if config.runtime.distribute != "none":
+        raise ConfigError(
+            f"runtime.distribute: {config.runtime.distribute!r}: fmnist tune runs its trials in "
+            "one process; set runtime.distribute=none"
+        )
+    n = config.tune.trials if trials is None else trials
+    if n < 1:
+        raise ConfigError(f"--trials {n}: run at least 1 trial")
+    return n
+
+
+def apply_values(config: Config, values: dict[str, Any], *, keep_tune: bool = True) -> Config:
+    """A copy of `config` with dotted-key values set, validated as a whole (ConfigError).
+
+    A tuned backbone brings its own input_size and unfreeze_from unless the config had moved
+    them off the old backbone's defaults.
+    """
+    raw = config.to_dict()
+    if not keep_tune:
+        raw.pop("tune", None)
+    backbone = values.get("model.backbone", config.model.backbone)
+    if backbone != config.model.backbone and config.model.backbone in BACKBONES:
+        old = BACKBONES[config.model.backbone]
+        if raw["model"]["input_size"] == old.default_size:
+            raw["model"]["input_size"] = None
+        if raw["finetune"]["unfreeze_from"] == old.default_unfreeze:
+            raw["finetune"]["unfreeze_from"] = None
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[last] = copy.deepcopy(value)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _search_dim(key: str, spec: Any) -> SearchDim:
+    where = f"tune.space: {key}"
+    parts = key.split(".")
+    if parts[0] in UNTUNABLE:
+        what = "seed" if parts[0] == "seed" else f"{parts[0]}.* keys"
+        raise ValueError(
+            f"{where}: {what} cannot be tuned ({UNTUNABLE[parts[0]]}); tune model.*, augment.* "
+            "or train.* keys"
+        )
+    try:
+        annotation = _field_annotation(parts, key, label="tune.space")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        raise ValueError(
+            f"{where}: this is a section, not a value; tune keys inside it: "
+            f"{', '.join(f'{key}.{f}' for f in annotation.model_fields)}"
+        )
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"{where}: the list of choices is empty; give at least one value")
+        return SearchDim(key, "choice", values=tuple(spec))
+    if not isinstance(spec, dict):
+        raise ValueError(
+            f"{where}: give a list of choices (e.g. [128, 256]) or a range "
+            f"(e.g. {{min: 0.0, max: 0.5}}), got {spec!r}"
+        )
+    unknown = [str(k) for k in spec if k not in RANGE_KEYS]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown range key {unknown[0]!r}; a range takes min and max, and "
+            "optionally step or log: true"
+        )
+    if "min" not in spec or "max" not in spec:
+        raise ValueError(f"{where}: a range needs both min and max, got {spec!r}")
+    low, high = _range_number(spec["min"], where, "min"), _range_number(spec["max"], where, "max")
+    step = None if spec.get("step") is None else _range_number(spec["step"], where, "step")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError(f"{where}: log must be true or false, got {log!r}")
+    if low > high:
+        raise ValueError(f"{where}: min {low} is above max {high}")
+    if step is not None and step <= 0:
+        raise ValueError(f"{where}: step must be above 0, got {step}")
+    if log and step is not None:
+        raise ValueError(f"{where}: give step or log: true, not both")
+    if log and low <= 0:
+        raise ValueError(f"{where}: log: true needs min above 0, got {low}")
+    kind = _number_kind(annotation)
+    integers = all(isinstance(v, int) for v in (low, high, step) if v is not None)
+    if kind == "int" and not integers:
+        raise ValueError(f"{where}: this key takes integers; give integer min, max and step")
+    dim_kind: Literal["int", "float"] = "int" if integers and kind != "float" else "float"
+    return SearchDim(key, dim_kind, low=low, high=high, step=step, log=log)
+
+
+def _range_number(value: Any, where: str, name: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{where}: {name} must be a number, got {value!r}")
+    if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
+    return value
+
+
+def _number_kind(annotation: Any) -> str | None:
+    """For a range: "float" for a float key, "int" for an integer key, None for others."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    if typing.get_origin(annotation) is Literal:
+        return None
+    if float in args:
+        return "float"
+    if int in args:
+        return "int"
+    return None

@@ -16,17 +16,19 @@ class StopRequested(Exception):
 
 
 class StopSignals:
-    """While a run trains: the first SIGINT/SIGTERM asks `fit` to stop at a safe point.
+    """While a run trains: the first SIGINT/SIGTERM asks for a stop at a safe point.
 
-    The handler only sets a flag (never interrupts a write); `StopAtSafePoint` acts on it
-    between batches. Outside `fit` (loading, feature extraction, evaluation) there is nothing
-    to wait for, and a second signal means "now": both raise KeyboardInterrupt at once, which
-    atomic writes survive.
+    While `defer` is set (inside `fit`) the handler only sets `requested` (never interrupting
+    a write) and `StopAtSafePoint` acts on it between batches. Otherwise (loading, feature
+    extraction, evaluation) there is nothing to wait for, and a second signal means "now":
+    both raise KeyboardInterrupt at once, which atomic writes survive. Python drops an
+    exception raised while a weakref callback or `__del__` runs (printing "Exception
+    ignored"), so callers also check `requested` at their own safe points.
     """
 
     def __init__(self) -> None:
         self.requested: str | None = None
-        self.in_fit = False
+        self.defer = False
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -41,7 +43,7 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.requested or not self.in_fit:
+        if self.requested or not self.defer:
             self.requested = self.requested or name
             raise KeyboardInterrupt
         self.requested = name
@@ -59,10 +61,10 @@ class StopAtSafePoint(keras.callbacks.Callback):
         self.signals = signals
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.signals.in_fit = True
+        self.signals.defer = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self.signals.in_fit = False
+        self.signals.defer = False
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.signals.requested:

@@ -218,16 +218,54 @@ def _optimizer(config: Config, learning_rate: float) -> keras.optimizers.Optimiz
     return keras.optimizers.Adam(learning_rate, weight_decay=t.weight_decay or None)
 
 
-def compile_model(model: keras.Model, config: Config, learning_rate: float) -> None:
-    """Compile for training at `learning_rate` (stage 1 or stage 2), as the config says."""
-    smoothing = config.train.label_smoothing
+def learning_rate(config: Config, stage: str, steps_per_epoch: int) -> Any:
+    """The stage's learning rate: a number, or a schedule stepped by the optimizer.
+
+    Schedules count optimizer steps, which are saved with the optimizer, so a resumed run
+    carries on at the right point of its warmup or cosine curve.
+    """
+    s = config.train if stage == "head" else config.finetune
+    warmup = round(s.warmup_epochs * steps_per_epoch)
+    if s.schedule == "cosine":
+        total = max(1, s.epochs * steps_per_epoch - warmup)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else s.learning_rate,
+            decay_steps=total,
+            alpha=s.min_learning_rate / s.learning_rate,
+            warmup_target=s.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if warmup:  # constant after a linear warmup: a cosine that does not decay (alpha 1)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=1, alpha=1.0, warmup_target=s.learning_rate, warmup_steps=warmup
+        )
+    return s.learning_rate  # constant, or plateau (ReduceLROnPlateau lowers this variable)
+
+
+def compile_model(
+    model: keras.Model,
+    config: Config,
+    stage: str,
+    steps_per_epoch: int,
+) -> None:
+    """Compile for `stage` ("head" or "finetune") with its learning rate and schedule."""
+    t = config.train
+    lr = learning_rate(config, stage, steps_per_epoch)
+    if t.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    elif t.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            lr, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None
+        )
+    else:
+        optimizer = keras.optimizers.Adam(lr, weight_decay=t.weight_decay or None)
     loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-        if smoothing > 0
+        keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+        if t.label_smoothing > 0
         else keras.losses.SparseCategoricalCrossentropy()
     )
     model.compile(
-        optimizer=_optimizer(config, learning_rate),
+        optimizer=optimizer,
         loss=loss,
         metrics=["accuracy"],
         jit_compile=config.runtime.jit_compile,

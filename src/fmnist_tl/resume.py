@@ -40,6 +40,7 @@ from .callbacks import (
     EpochTensorBoard,
     HistoryWriter,
     ResumableEarlyStopping,
+    ResumablePlateau,
 )
 from .config import Config
 from .errors import ConfigError, Interrupted, MissingFileError
@@ -68,6 +69,7 @@ class RunState:
     summaries: list[dict[str, Any]] = field(default_factory=list)  # finished stages
     checkpoint: dict[str, Any] = field(default_factory=dict)  # BestModelCheckpoint best
     early_stopping: dict[str, Any] | None = None  # this stage's EarlyStopping state
+    plateau: dict[str, Any] | None = None  # this stage's ReduceLROnPlateau state
     model_file: str | None = None  # LAST or LAST_HEAD: the model after epochs_done
     model_sha256: str | None = None
     weights_used: str = ""  # recorded in metrics.json
@@ -254,13 +256,14 @@ class EpochCommit(keras.callbacks.Callback):
         state: RunState,
         ckpt: BestModelCheckpoint,
         early_stopping: ResumableEarlyStopping | None,
+        plateau: ResumablePlateau | None,
         file_name: str,
         last_epoch: int,
         elapsed: Callable[[], float],
     ) -> None:
         super().__init__()
         self.run_dir, self.state, self.ckpt = run_dir, state, ckpt
-        self.early_stopping = early_stopping
+        self.early_stopping, self.plateau = early_stopping, plateau
         self.file_name = file_name
         self.last_epoch = last_epoch  # 1-based epoch that ends the stage
         self.elapsed = elapsed  # wall time over every sitting of the run
@@ -283,6 +286,7 @@ class EpochCommit(keras.callbacks.Callback):
         s.elapsed_s = self.elapsed()
         s.checkpoint = self.ckpt.state()
         s.early_stopping = self.early_stopping.state() if self.early_stopping else None
+        s.plateau = self.plateau.state() if self.plateau else None
         s.save(self.run_dir)
         drop_previous(self.run_dir)
         if self.ckpt.best_epoch == epoch + 1:
@@ -391,7 +395,7 @@ def end_stage(s: Session, summary: dict[str, Any], full_model: keras.Model) -> N
     following = state.stages[state.stages.index(str(state.stage)) + 1 :]
     state.stage = following[0] if following else None
     state.stage_start, state.stage_finished = state.epochs_done, False
-    state.stage_seconds, state.early_stopping = 0.0, None
+    state.stage_seconds, state.early_stopping, state.plateau = 0.0, None, None
     if following:
         state.model_sha256 = save_model(s.run_dir, LAST, full_model)
         state.model_file = LAST

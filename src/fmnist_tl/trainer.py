@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from . import atomic, data, features, runtime
-from .callbacks import DivergenceGuard, ResumableEarlyStopping
+from .callbacks import DivergenceGuard, ResumableEarlyStopping, plateau_callback
 from .classes import NUM_CLASSES
 from .config import Config, load_config
 from .errors import ConfigError, MissingFileError, TrainingDiverged
@@ -179,21 +179,9 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
 def _train_stages(s: Session, built: Built) -> None:
     config = s.config
     if s.state.stage == "head":
-        # Stage 1: freeze the backbone (a pretrained one; from-scratch models train whole).
-        frozen = (
-            config.model.freeze_backbone
-            if config.model.freeze_backbone is not None
-            else built.pretrained
-        )
-        set_backbone_trainable(built.backbone, not frozen, built.pretrained)
+        use_cache = prepare_stage1(config, built) and s.strategy is None
         with runtime.scope(s.strategy):
-            compile_model(built.model, config, config.train.learning_rate)
-        use_cache = (
-            frozen
-            and built.head is not None
-            and config.train.feature_cache == "auto"
-            and s.strategy is None
-        )
+            compile_model(built.model, config, "head", _steps_per_epoch(s))
         if use_cache:
             stage = _fit_head_on_features(s, built)
         else:
@@ -201,6 +189,19 @@ def _train_stages(s: Session, built: Built) -> None:
         end_stage(s, stage, built.model)
     # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
     _finetune_if_pending(s, built.model)
+
+
+def prepare_stage1(config: Config, built: Built) -> bool:
+    """Freeze the backbone for stage 1; True when the head can train on cached features.
+
+    A pretrained backbone is frozen and a from-scratch one trains whole, unless
+    model.freeze_backbone says otherwise. Features can be cached when the backbone is frozen
+    and nothing random (augmentation) sits before it.
+    """
+    m = config.model
+    frozen = m.freeze_backbone if m.freeze_backbone is not None else built.pretrained
+    set_backbone_trainable(built.backbone, not frozen, built.pretrained)
+    return frozen and built.head is not None and config.train.feature_cache == "auto"
 
 
 def _finetune_if_pending(s: Session, model: keras.Model) -> None:
@@ -253,8 +254,13 @@ def _finetune_stage(s: Session, model: keras.Model) -> dict[str, Any]:
     s.history.stage = "finetune"
     # Changing `trainable` takes effect only after compiling again.
     with runtime.scope(s.strategy):
-        compile_model(model, config, config.finetune.learning_rate)
+        compile_model(model, config, "finetune", _steps_per_epoch(s))
     return _fit(s, model, "finetune", config.finetune.epochs, config.finetune.patience)
+
+
+def _steps_per_epoch(s: Session) -> int:
+    batch = s.config.train.batch_size * runtime.replicas(s.strategy)
+    return max(1, math.ceil(len(s.splits.x_train) / batch))
 
 
 def _monitor(config: Config, splits: Splits) -> str:
@@ -288,6 +294,7 @@ def _fit(
     """
     config, splits, state = s.config, s.splits, s.state
     early_from, early_weights = restore_stage(s, model, file_name) if s.resumed else (None, None)
+    plateau_from = state.plateau if s.resumed else None
     s.resumed = False
     batch = config.train.batch_size * runtime.replicas(s.strategy)
     xt = splits.x_train if x_train is None else x_train
@@ -304,10 +311,13 @@ def _fit(
             resume_from=early_from,
             best_weights=early_weights,
         )
+    plateau = plateau_callback(config, stage, monitor, resume_from=plateau_from)
     end = state.stage_start + epochs
     guard = DivergenceGuard()
-    commit = EpochCommit(s.run_dir, state, s.ckpt, early, file_name, end, s.elapsed)
-    cbs = [s.history, s.ckpt, s.tensorboard, *([early] if early else []), guard, commit]
+    commit = EpochCommit(s.run_dir, state, s.ckpt, early, plateau, file_name, end, s.elapsed)
+    # History first: it records the learning rate the epoch ran at, before plateau lowers it.
+    extra = [c for c in (early, plateau) if c is not None]
+    cbs = [s.history, s.ckpt, s.tensorboard, *extra, guard, commit]
     prior_seconds, t0 = state.stage_seconds, time.perf_counter()
     try:
         model.fit(
@@ -321,7 +331,7 @@ def _fit(
             verbose=runtime.verbosity(config),
         )
     except StopRequested:  # left between batches: close what `fit` would have closed
-        s.signals.in_fit = False
+        s.signals.defer = False
         s.ckpt.on_train_end()
         s.tensorboard.on_train_end()
     seconds = prior_seconds + time.perf_counter() - t0
@@ -360,7 +370,7 @@ def _fit_head_on_features(s: Session, built: Built) -> dict[str, Any]:
     (f_train, _), (f_val, _) = data.split_train_val(
         feats, splits.y_pool, config.data.val_split, config.seed
     )
-    compile_model(built.head, config, config.train.learning_rate)
+    compile_model(built.head, config, "head", _steps_per_epoch(s))
     s.ckpt.defer = True
     try:
         stage = _fit(
