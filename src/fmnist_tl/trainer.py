@@ -259,8 +259,14 @@ def _finetune_stage(s: Session, model: keras.Model) -> dict[str, Any]:
 
 
 def _steps_per_epoch(s: Session) -> int:
-    batch = s.config.train.batch_size * runtime.replicas(s.strategy)
-    return max(1, math.ceil(len(s.splits.x_train) / batch))
+    return steps_per_epoch(
+        len(s.splits.x_train), s.config.train.batch_size * runtime.replicas(s.strategy)
+    )
+
+
+def steps_per_epoch(n_train: int, batch: int) -> int:
+    """Optimizer steps in one epoch: what learning-rate schedules count in."""
+    return max(1, math.ceil(n_train / batch))
 
 
 def _monitor(config: Config, splits: Splits) -> str:
@@ -268,7 +274,7 @@ def _monitor(config: Config, splits: Splits) -> str:
     return config.train.monitor if len(splits.x_val) else config.train.monitor.removeprefix("val_")
 
 
-def _dataset(config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int) -> Any:
+def dataset(config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int) -> Any:
     ds = data.make_dataset(x, y, batch_size=batch, shuffle=shuffle, seed=config.seed)
     if config.train.label_smoothing > 0:  # CategoricalCrossentropy wants one-hot labels
         import tensorflow as tf
@@ -299,8 +305,8 @@ def _fit(
     batch = config.train.batch_size * runtime.replicas(s.strategy)
     xt = splits.x_train if x_train is None else x_train
     xv = splits.x_val if x_val is None else x_val
-    train_ds = _dataset(config, xt, splits.y_train, shuffle=True, batch=batch)
-    val_ds = _dataset(config, xv, splits.y_val, shuffle=False, batch=batch) if len(xv) else None
+    train_ds = dataset(config, xt, splits.y_train, shuffle=True, batch=batch)
+    val_ds = dataset(config, xv, splits.y_val, shuffle=False, batch=batch) if len(xv) else None
     monitor = _monitor(config, splits)
     early = None
     if patience is not None:
@@ -339,7 +345,7 @@ def _fit(
         _diverged(s, stage, guard.diverged_at, model)
     if s.signals.requested:
         raise interrupted(s)
-    return _stage_summary(stage, s.history.stage_rows(stage), monitor, seconds, len(xt))
+    return stage_summary(stage, s.history.stage_rows(stage), monitor, seconds, len(xt))
 
 
 def _diverged(s: Session, stage: str, where: tuple[int, float], model: keras.Model) -> None:
@@ -391,7 +397,7 @@ def _fit_head_on_features(s: Session, built: Built) -> dict[str, Any]:
     return stage
 
 
-def _stage_summary(
+def stage_summary(
     stage: str, rows: list[dict[str, Any]], monitor: str, seconds: float, n_train: int
 ) -> dict[str, Any]:
     """Best epoch, wasted epochs after it, and speed, for the overfitting read-out."""

@@ -41,10 +41,11 @@ from .model import Built, build_model, compile_model
 from .resume import new_run_dir
 from .trainer import (
     Splits,
-    _dataset,
-    _stage_summary,
+    dataset,
     prepare_data,
     prepare_stage1,
+    stage_summary,
+    steps_per_epoch,
 )
 
 LEADERBOARD = "leaderboard.json"
@@ -212,8 +213,7 @@ class _Search:
             x_train, x_val, model = s.x_train, s.x_val, built.model
             verbose = runtime.verbosity(config)
         batch = config.train.batch_size
-        steps = max(1, math.ceil(len(x_train) / batch))
-        compile_model(model, config, "head", steps)
+        compile_model(model, config, "head", steps_per_epoch(len(x_train), batch))
         guard = DivergenceGuard()
         plateau = plateau_callback(config, "head", config.train.monitor)
         stop = keras.callbacks.LambdaCallback(on_train_batch_end=self._stop_if_requested)
@@ -230,8 +230,8 @@ class _Search:
             )
         t0 = time.perf_counter()
         history = model.fit(
-            _dataset(config, x_train, s.y_train, shuffle=True, batch=batch),
-            validation_data=_dataset(config, x_val, s.y_val, shuffle=False, batch=batch),
+            dataset(config, x_train, s.y_train, shuffle=True, batch=batch),
+            validation_data=dataset(config, x_val, s.y_val, shuffle=False, batch=batch),
             epochs=config.train.epochs,
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles, seeded
@@ -241,13 +241,13 @@ class _Search:
             {"epoch": i + 1, **{k: float(v[i]) for k, v in history.history.items() if i < len(v)}}
             for i in range(len(history.epoch))
         ]
-        summary = _stage_summary(
+        summary = stage_summary(
             "head", rows, config.train.monitor, time.perf_counter() - t0, len(x_train)
         )
         record["epochs_run"] = summary["epochs_run"]
         if guard.diverged_at is not None:
             epoch, loss = guard.diverged_at
-            lr = config.train.learning_rate
+            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))  # as scheduled
             record.update(
                 status="diverged",
                 message=f"the training loss became {loss} at epoch {epoch} (learning rate {lr:g})",
