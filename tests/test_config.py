@@ -55,6 +55,15 @@ def assert_config_error(result, *needles: str) -> None:
             ["finetune.min_learning_rate", "below learning_rate"],
         ),
         ("train:\n  schedule: linear\n", ["train.schedule", "'linear'", "cosine"]),
+        (
+            "model:\n  cnn:\n    filters: [8, 16]\n    convs_per_block: [1, 2, 2]\n",
+            ["model.cnn.convs_per_block", "3 entries", "2 blocks"],
+        ),
+        (
+            "model:\n  cnn:\n    convs_per_block: [1, 5, 2]\n",
+            ["model.cnn.convs_per_block", "between 1 and 4", "[1, 5, 2]"],
+        ),
+        ("model:\n  cnn:\n    convs_per_block: two\n", ["convs_per_block", "[1, 2, 2]", "'two'"]),
         ("train: [1, 2\n", ["YAML syntax error", "line 2"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
         ("extra_section: 1\n", ["extra_section", "unknown key", "finetune"]),

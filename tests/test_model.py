@@ -134,3 +134,27 @@ def test_from_scratch_batchnorm_settles_fast_and_pretrained_keeps_its_own(tmp_pa
     assert pretrained.pretrained
     bn = [x for x in pretrained.backbone.layers if isinstance(x, keras.layers.BatchNormalization)]
     assert {layer.momentum for layer in bn} == {0.999}
+
+
+def test_cnn_convs_per_block_may_differ_per_block():
+    """convs_per_block [1, 2]: one conv at full resolution, two after the first pool."""
+    config = load_config(
+        None,
+        [
+            "model.backbone=cnn",
+            "model.weights=none",
+            "model.cnn.filters=[8,16]",
+            "model.cnn.convs_per_block=[1,2]",
+        ],
+    )
+    backbone = build_model(config).backbone
+    convs = [
+        (layer.name, layer.filters)
+        for layer in backbone.layers
+        if "conv" in type(layer).__name__.lower()
+    ]
+    assert convs == [("block1_conv1", 8), ("block2_conv1", 16), ("block2_conv2", 16)]
+    same = load_config(
+        None, ["model.backbone=cnn", "model.weights=none", "model.cnn.convs_per_block=2"]
+    )
+    assert same.model.cnn.block_convs() == [2, 2, 2]

@@ -132,8 +132,8 @@ def _cnn(size: int, cfg: Any) -> Any:
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
     inputs = keras.Input((size, size, 1))
     x = inputs
-    for b, filters in enumerate(cfg.filters, start=1):
-        for c in range(1, cfg.convs_per_block + 1):
+    for b, (filters, convs) in enumerate(zip(cfg.filters, cfg.block_convs(), strict=True), start=1):
+        for c in range(1, convs + 1):
             name = f"block{b}_conv{c}"
             x = layers.Conv2D(
                 filters,

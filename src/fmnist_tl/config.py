@@ -62,10 +62,44 @@ class CNNConfig(_Section):
     """The from-scratch `cnn` backbone: conv blocks, each ending in max-pool + dropout."""
 
     filters: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    convs_per_block: int = Field(2, ge=1, le=4)
+    # One count for every block, or one per block: on a CPU the convs at 28x28 cost the most,
+    # so a recipe can give the full-resolution block one conv and the later blocks two.
+    convs_per_block: int | list[int] = 2
     batch_norm: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
     l2: float = Field(0.0, ge=0.0)  # L2 weight penalty on conv kernels
+
+    @field_validator("convs_per_block", mode="before")
+    @classmethod
+    def _convs_shape(cls, value: Any) -> Any:
+        ok = isinstance(value, int) or (
+            isinstance(value, list) and value and all(isinstance(c, int) for c in value)
+        )
+        if not ok or isinstance(value, bool):
+            raise ValueError(
+                "model.cnn.convs_per_block must be a whole number of convs (1-4) or a list "
+                f"with one per block, e.g. [1, 2, 2]; got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_convs(self) -> CNNConfig:
+        counts = self.convs_per_block
+        if isinstance(counts, list) and len(counts) != len(self.filters):
+            raise ValueError(
+                f"model.cnn.convs_per_block has {len(counts)} entries but model.cnn.filters has "
+                f"{len(self.filters)} blocks; give one count per block or a single number"
+            )
+        if any(not 1 <= c <= 4 for c in self.block_convs()):
+            raise ValueError(
+                f"model.cnn.convs_per_block must be between 1 and 4 per block, got {counts}"
+            )
+        return self
+
+    def block_convs(self) -> list[int]:
+        """The number of convs in each block."""
+        counts = self.convs_per_block
+        return list(counts) if isinstance(counts, list) else [counts] * len(self.filters)
 
 
 class DenseConfig(_Section):
