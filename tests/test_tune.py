@@ -241,3 +241,49 @@ def test_tune_section_is_optional_and_the_shipped_space_is_valid():
     mobilenet = load_config(SMOKE.with_name("mobilenet.yaml"))
     keys = [d.key for d in search_space(mobilenet)]
     assert "train.learning_rate" in keys and "model.head.dropout" in keys
+
+
+def test_head_only_trials_build_the_backbone_once_and_match_fmnist_train(
+    tmp_path, isolated, monkeypatch
+):
+    """Trials after the first reuse the features and build only the head; their numbers are
+    still what `fmnist train` gives for stage 1 of the same values."""
+    import csv
+
+    from fmnist_tl import tune, tuning
+
+    builds = []
+    real_build = tuning.build_model
+    monkeypatch.setattr(tuning, "build_model", lambda c: builds.append(c) or real_build(c))
+    space = {"model.head.units": [16, 32, 64], "train.learning_rate": [0.003, 0.01]}
+    config = search_config(tmp_path, space, epochs=None)
+    result = tune(load_config(config, isolated), 3)
+    trials = result.leaderboard["trials"]
+    assert len(trials) == 3 and all(t["status"] == "ok" for t in trials)
+    assert len(builds) == 1  # trial 1 built the model; trials 2 and 3 only their heads
+
+    # Each trial's numbers == stage 1 of `fmnist train` with its values (same seed, same split).
+    for t in trials:
+        values = [f"{k}={v}" for k, v in t["values"].items()]
+        out = tmp_path / f"train{t['trial']}"
+        runs = [*isolated, f"output.dir={out}"]
+        res = runner.invoke(app, ["train", str(config), *sets(runs), *sets(values)])
+        assert res.exit_code == 0, res.output
+        (run,) = out.iterdir()
+        with (run / "history.csv").open() as f:
+            rows = {int(r["epoch"]): r for r in csv.DictReader(f) if r["stage"] == "head"}
+        row = rows[t["best_epoch"]]
+        assert float(row["val_accuracy"]) == pytest.approx(t["val_accuracy"], abs=1e-6)
+        assert float(row["val_loss"]) == pytest.approx(t["val_loss"], abs=1e-5)
+
+
+def test_build_head_starts_from_the_full_models_head_weights():
+    import numpy as np
+
+    from fmnist_tl.model import build_head, build_model
+
+    config = load_config(SMOKE)
+    full = build_model(config).head
+    alone = build_head(config, full.input_shape[1:])
+    for a, b in zip(full.get_weights(), alone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

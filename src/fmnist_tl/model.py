@@ -54,28 +54,61 @@ def build_model(config: Config) -> Built:
     x = backbone(x)
     features = _pooling(m.head.pooling, backbone.output.shape)(x)
 
-    head_layers: list[layers.Layer] = []
-    if m.head.units > 0:
-        head_layers.append(layers.Dense(m.head.units, activation="relu", name="head_dense"))
-    if m.head.dropout > 0:
-        head_layers.append(layers.Dropout(m.head.dropout, seed=config.seed, name="head_dropout"))
-    # Softmax in float32 even under mixed precision, for a stable loss.
-    head_layers.append(
-        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="predictions")
-    )
-
-    def apply_head(t: Any) -> Any:
-        for layer in head_layers:
-            t = layer(t)
-        return t
-
-    model = keras.Model(pixels, apply_head(features), name=f"fmnist_{m.backbone}")
+    head_layers = _head_layers(config)
+    model = keras.Model(pixels, _apply(head_layers, features), name=f"fmnist_{m.backbone}")
     feature_extractor = head = None
     if augment is None:
         feature_extractor = keras.Model(pixels, features, name="feature_extractor")
-        feat_in = keras.Input(tuple(features.shape[1:]), name="features")
-        head = keras.Model(feat_in, apply_head(feat_in), name="head")
+        head = _head_model(head_layers, tuple(features.shape[1:]))
     return Built(model, backbone, feature_extractor, head, weights_used, pretrained)
+
+
+def build_head(config: Config, feature_shape: tuple[int, ...]) -> keras.Model:
+    """The head alone (pooled features -> probabilities), as `build_model` would build it.
+
+    Its initial weights are the same as in a full build with the same seed, so a tuning trial
+    that builds only the head trains exactly what `fmnist train` would train in stage 1.
+    """
+    return _head_model(_head_layers(config), feature_shape)
+
+
+def _head_layers(config: Config) -> list[layers.Layer]:
+    """Dense(relu) + dropout + softmax; initialisers seeded, so build order does not matter."""
+    m, seed = config.model, config.seed
+    head: list[layers.Layer] = []
+    if m.head.units > 0:
+        head.append(
+            layers.Dense(
+                m.head.units,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10),
+                name="head_dense",
+            )
+        )
+    if m.head.dropout > 0:
+        head.append(layers.Dropout(m.head.dropout, seed=seed, name="head_dropout"))
+    # Softmax in float32 even under mixed precision, for a stable loss.
+    head.append(
+        layers.Dense(
+            NUM_CLASSES,
+            activation="softmax",
+            dtype="float32",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 11),
+            name="predictions",
+        )
+    )
+    return head
+
+
+def _apply(head_layers: list[layers.Layer], t: Any) -> Any:
+    for layer in head_layers:
+        t = layer(t)
+    return t
+
+
+def _head_model(head_layers: list[layers.Layer], feature_shape: tuple[int, ...]) -> keras.Model:
+    feat_in = keras.Input(feature_shape, name="features")
+    return keras.Model(feat_in, _apply(head_layers, feat_in), name="head")
 
 
 def augmentation(config: Config) -> keras.Sequential | None:

@@ -19,6 +19,7 @@ indices) stay in the folder's `keras_tuner/`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -37,7 +38,7 @@ from .callbacks import DivergenceGuard, plateau_callback
 from .config import Config, SearchDim, apply_values, check_search, search_space
 from .errors import ConfigError, Interrupted, TrainingDiverged
 from .interrupts import StopSignals
-from .model import Built, build_model, compile_model
+from .model import Built, build_head, build_model, compile_model
 from .resume import new_run_dir
 from .trainer import (
     Splits,
@@ -114,7 +115,8 @@ class _Search:
         self.direction = "max" if "accuracy" in self.objective else "min"
         self.records: list[dict[str, Any]] = []
         self.feature_log: list[dict[str, Any]] = []
-        self._features: tuple[str, np.ndarray] | None = None  # the last key's, in memory
+        # The last cache key's features, in memory, with the backbone signature they came from.
+        self._features: tuple[str, str, np.ndarray] | None = None
         self.stopped: str | None = None
         self.signals = StopSignals()
 
@@ -201,16 +203,24 @@ class _Search:
             config.train.epochs = self.base.tune.epochs
         keras.backend.clear_session()  # drop the last trial's models (also resets precision)
         runtime.apply(config)  # the same seeds for every trial: a trial is reproducible
-        built = build_model(config)
         s = self.splits
-        if prepare_stage1(config, built):
-            feats, record["feature_cache"] = self._features_for(config, built)
+        feats = self._features_in_memory(config)
+        if feats is not None:  # same backbone as the last head-only trial: build the head only
+            model, record["feature_cache"] = build_head(config, feats.shape[1:]), "hit"
+        else:
+            built = build_model(config)
+            if prepare_stage1(config, built):
+                feats, record["feature_cache"] = self._features_for(config, built)
+                model = built.head
+            else:
+                model = built.model
+        if feats is not None:
             (x_train, _), (x_val, _) = data.split_train_val(
                 feats, s.y_pool, config.data.val_split, config.seed
             )
-            model, verbose = built.head, 0  # epochs of milliseconds: no progress lines
+            verbose = 0  # epochs of milliseconds: no progress lines
         else:
-            x_train, x_val, model = s.x_train, s.x_val, built.model
+            x_train, x_val = s.x_train, s.x_val
             verbose = runtime.verbosity(config)
         batch = config.train.batch_size
         compile_model(model, config, "head", steps_per_epoch(len(x_train), batch))
@@ -269,16 +279,24 @@ class _Search:
         if self.signals.requested:
             raise KeyboardInterrupt  # leaves Keras Tuner's loop: not an Exception
 
+    def _features_in_memory(self, config: Config) -> np.ndarray | None:
+        """The features in memory when `config` would train its head on exactly those."""
+        if self._features is None or self._features[1] != _backbone_signature(config):
+            return None
+        return self._features[2]
+
     def _features_for(self, config: Config, built: Built) -> tuple[np.ndarray, str]:
         """Pooled features of every training image: from memory, the cache, or extracted."""
         key = features.cache_key(config, built.weights_used, self.splits.x_pool)
+        signature = _backbone_signature(config)
         if self._features is not None and self._features[0] == key:
-            return self._features[1], "hit"
+            self._features = (key, signature, self._features[2])
+            return self._features[2], "hit"
         self._features = None  # free the last key's features before loading others
         feats, info = features.cached_features(
             built.feature_extractor, self.splits.x_pool, key, Path(config.output.cache_dir)
         )
-        self._features = (key, feats)
+        self._features = (key, signature, feats)
         self.feature_log.append(
             {
                 "trial": len(self.records) + 1,
@@ -354,6 +372,25 @@ class _Search:
             f"no trial could run ({what}): the sampled values clash; see {where} and narrow "
             "tune.space"
         )
+
+
+def _backbone_signature(config: Config) -> str:
+    """Everything but the head's width and dropout that decides stage 1's cached features.
+
+    Two trials with the same signature train heads on the same features: the later one can
+    skip building the backbone (seconds a trial for MobileNetV2).
+    """
+    d = config.to_dict()
+    model = {k: v for k, v in d["model"].items() if k != "head"}
+    parts = {
+        "model": model,
+        "pooling": d["model"]["head"]["pooling"],
+        "augment": d["augment"],
+        "feature_cache": d["train"]["feature_cache"],
+        "runtime": d["runtime"],
+        "seed": d["seed"],
+    }
+    return json.dumps(parts, sort_keys=True, default=str)
 
 
 def _hyperparameters(dims: list[SearchDim]) -> kt.HyperParameters:
