@@ -143,3 +143,23 @@ def test_yaml_off_means_off(tmp_path):
         load_config(write(tmp_path, "train:\n  feature_cache: off\n")).train.feature_cache == "off"
     )
     assert load_config(None, ["train.feature_cache=off"]).train.feature_cache == "off"
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, "1 True"), ("0", "0 False")])
+def test_onednn_is_on_unless_the_environment_turns_it_off(env, expected):
+    """Importing fmnist_tl turns TensorFlow's oneDNN kernels on; TF_ENABLE_ONEDNN_OPTS=0 wins."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env is not None:
+        environ["TF_ENABLE_ONEDNN_OPTS"] = env
+    code = (
+        "import os, fmnist_tl; from fmnist_tl.runtime import onednn; "
+        "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split("\n")[0] == expected

@@ -59,6 +59,7 @@ def test_mirrored_training_on_two_logical_cpus(tmp_path, isolated):
     assert metrics["runtime"]["distribute"] == "mirrored"
     assert metrics["runtime"]["replicas"] == 2
     assert metrics["runtime"]["global_batch_size"] == 2 * 32
+    assert metrics["runtime"]["onednn"] is True  # fmnist_tl turns oneDNN on by default
     # The mirrored run streams images (no feature cache) and still trains and evaluates.
     assert "feature_cache" not in metrics["stages"][0]
     assert metrics["stages"][0]["epochs_run"] == 1

@@ -76,6 +76,11 @@ def verbosity(config: Config) -> int:
     return {"bar": 1, "epoch": 2, "silent": 0}[mode]
 
 
+def onednn() -> bool:
+    """Whether TensorFlow's oneDNN CPU kernels are on (fmnist_tl turns them on unless told)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") not in ("0", "false", "False")
+
+
 def versions() -> dict[str, str]:
     import platform
 

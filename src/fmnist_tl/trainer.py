@@ -466,6 +466,7 @@ def _finish(s: Session) -> RunResult:
             "global_batch_size": config.train.batch_size * replicas,
             "precision_policy": keras.mixed_precision.global_policy().name,
             "jit_compile": config.runtime.jit_compile,
+            "onednn": runtime.onednn(),
         },
         "versions": runtime.versions(),
     }
