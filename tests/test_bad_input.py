@@ -225,3 +225,21 @@ def test_deterministic_ops_do_not_break_a_run(tmp_path, isolated):
     assert done.returncode == 0, done.stderr
     (metrics,) = (tmp_path / "saved_models").glob("*/metrics.json")
     assert json.loads(metrics.read_text())["test"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("loss", "diverged"),
+    [(2.3, False), (16.1, False), (5e29, True), (float("inf"), True), (float("nan"), True)],
+)
+def test_divergence_guard_catches_nan_inf_and_exploded_losses(loss, diverged):
+    """A finite loss of 1e29 (oneDNN at a huge learning rate) is as diverged as NaN."""
+    from fmnist_tl.callbacks import DivergenceGuard
+
+    guard = DivergenceGuard()
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"loss": loss})
+    assert (guard.diverged_at is not None) == diverged
+    assert getattr(guard.model, "stop_training", False) == diverged
+    if diverged:
+        assert guard.diverged_at[0] == 3  # 1-based epoch, for the message

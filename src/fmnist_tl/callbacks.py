@@ -54,7 +54,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         value, loss = logs.get(self.monitor), logs.get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and not float(loss) <= EXPLODED_LOSS:  # NaN fails every comparison
             return
         if value is None or not math.isfinite(float(value)) or not self.improved(float(value)):
             return
@@ -113,8 +113,13 @@ class HistoryWriter(keras.callbacks.Callback):
         return [r for r in self.rows if r["stage"] == stage]
 
 
+# Cross-entropy over 10 classes stays under ~16 (probabilities are clipped at 1e-7); a loss
+# above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
+EXPLODED_LOSS = 1e6
+
+
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stop at the first NaN or infinite training loss and remember where it happened."""
+    """Stop at the first NaN, infinite or exploded training loss and remember where it happened."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +131,7 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and not float(loss) <= EXPLODED_LOSS:  # NaN fails every comparison
             self.diverged_at = (self.epoch, float(loss))
             self.model.stop_training = True
 
