@@ -12,8 +12,9 @@ import os
 from typing import Any
 
 # Before TensorFlow is imported: use its oneDNN CPU kernels. TensorFlow enables them by default
-# only on some x86 CPUs; on this project's 2-core AMD VM they train the scratch CNN ~25% faster
-# (README, "Speed and memory"). TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them off.
+# only on some x86 CPUs; on this project's 2-core AMD VM they trained cnn_best 1.5x faster (best
+# of three alternating runs, scripts/bench_onednn.py; README, "Speed and memory").
+# TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

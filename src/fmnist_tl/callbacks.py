@@ -13,6 +13,10 @@ import keras
 
 from . import atomic
 
+# Cross-entropy over 10 classes stays under ~16 (probabilities are clipped at 1e-7); a loss
+# above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
+EXPLODED_LOSS = 1e6
+
 HISTORY_FIELDS = (
     "stage",
     "epoch",
@@ -111,11 +115,6 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def stage_rows(self, stage: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["stage"] == stage]
-
-
-# Cross-entropy over 10 classes stays under ~16 (probabilities are clipped at 1e-7); a loss
-# above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
-EXPLODED_LOSS = 1e6
 
 
 class DivergenceGuard(keras.callbacks.Callback):

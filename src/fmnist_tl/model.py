@@ -74,6 +74,7 @@ def build_head(config: Config, feature_shape: tuple[int, ...]) -> keras.Model:
 
 def _head_layers(config: Config) -> list[layers.Layer]:
     """Dense(relu) + dropout + softmax; initialisers seeded, so build order does not matter."""
+    # seed + 10/11: apart from the seeds augmentation (seed..seed+2) and dropout (seed) use.
     m, seed = config.model, config.seed
     head: list[layers.Layer] = []
     if m.head.units > 0:
