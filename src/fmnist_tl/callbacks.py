@@ -17,6 +17,12 @@ from . import atomic
 # above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
 EXPLODED_LOSS = 1e6
 
+
+def diverged_loss(loss: Any) -> bool:
+    """A training loss that is NaN, infinite or exploded: the epoch is neither kept nor saved."""
+    return not float(loss) <= EXPLODED_LOSS  # NaN fails every comparison
+
+
 HISTORY_FIELDS = (
     "stage",
     "epoch",
@@ -58,7 +64,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         value, loss = logs.get(self.monitor), logs.get("loss")
-        if loss is not None and not float(loss) <= EXPLODED_LOSS:  # NaN fails every comparison
+        if loss is not None and diverged_loss(loss):
             return
         if value is None or not math.isfinite(float(value)) or not self.improved(float(value)):
             return
@@ -130,7 +136,7 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not float(loss) <= EXPLODED_LOSS:  # NaN fails every comparison
+        if loss is not None and diverged_loss(loss):
             self.diverged_at = (self.epoch, float(loss))
             self.model.stop_training = True
 

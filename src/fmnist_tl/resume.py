@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import os
 import shlex
 import time
@@ -41,6 +40,7 @@ from .callbacks import (
     HistoryWriter,
     ResumableEarlyStopping,
     ResumablePlateau,
+    diverged_loss,
 )
 from .config import Config
 from .errors import ConfigError, Interrupted, MissingFileError
@@ -275,7 +275,7 @@ class EpochCommit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is None or not math.isfinite(float(loss)):
+        if loss is None or diverged_loss(loss):
             return  # a diverged epoch is never committed
         s = self.state
         s.model_sha256 = save_model(self.run_dir, self.file_name, self.model)
