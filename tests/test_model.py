@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from fmnist_tl.backbones import BACKBONES
 from fmnist_tl.config import load_config
+from fmnist_tl.inference import INFER_BATCH, infer
 from fmnist_tl.model import build_model, preprocessing, unfreeze_from
 
 APPS = {
@@ -98,6 +99,17 @@ def test_augmentation_is_inactive_at_inference(pixels):
     b = built.model(pixels, training=False).numpy()
     np.testing.assert_array_equal(a, b)
     assert built.feature_extractor is None  # augmenting models never use cached features
+
+
+@pytest.mark.parametrize("n", [1, 3, INFER_BATCH + 1, 2 * INFER_BATCH + 3])
+def test_batched_inference_equals_one_call_in_order(n):
+    """infer splits each batch into parallel halves; rows must come back whole and in order."""
+    model = build("model.backbone=cnn").model
+    x = np.random.default_rng(n).integers(0, 256, (n, 28, 28, 1)).astype("uint8")
+    got = infer(model, x)
+    want = model(x.astype("float32"), training=False).numpy()
+    assert got.shape == (n, 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_output_layer_is_float32_softmax():
