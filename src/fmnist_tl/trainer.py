@@ -376,7 +376,7 @@ def _fit_head_on_features(s: Session, built: Built) -> dict[str, Any]:
     (f_train, _), (f_val, _) = data.split_train_val(
         feats, splits.y_pool, config.data.val_split, config.seed
     )
-    compile_model(built.head, config, "head", _steps_per_epoch(s))
+    compile_model(built.head, config, "head", _steps_per_epoch(s), on_features=True)
     s.ckpt.defer = True
     try:
         stage = _fit(

@@ -223,7 +223,13 @@ class _Search:
             x_train, x_val = s.x_train, s.x_val
             verbose = runtime.verbosity(config)
         batch = config.train.batch_size
-        compile_model(model, config, "head", steps_per_epoch(len(x_train), batch))
+        compile_model(
+            model,
+            config,
+            "head",
+            steps_per_epoch(len(x_train), batch),
+            on_features=feats is not None,
+        )
         guard = DivergenceGuard()
         plateau = plateau_callback(config, "head", config.train.monitor)
         stop = keras.callbacks.LambdaCallback(on_train_batch_end=self._stop_if_requested)
