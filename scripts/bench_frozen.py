@@ -268,16 +268,13 @@ def pretrain_backbone(args: argparse.Namespace, work: Path) -> tuple[str, dict[s
     # one fixed recipe whatever the config's stage 1 is (a warmup over one epoch would leave
     # a one-epoch pretraining barely trained).
     recipe = [
-        f"train.{k}={v}"
-        for k, v in dict(
-            optimizer="adam",
-            learning_rate=0.001,
-            schedule="constant",
-            warmup_epochs=0,
-            weight_decay=0,
-            label_smoothing=0,
-            batch_size=64,
-        ).items()
+        "train.optimizer=adam",
+        "train.learning_rate=0.001",
+        "train.schedule=constant",
+        "train.warmup_epochs=0",
+        "train.weight_decay=0",
+        "train.label_smoothing=0",
+        "train.batch_size=64",
     ]
     config = bench_config(
         args,
@@ -428,12 +425,13 @@ def run_naive(args: argparse.Namespace, work: Path, weights: str) -> dict[str, A
             verbose=2 if args.verbose else 0,
         )
         fit_s = time.perf_counter() - t_fit
-        _, acc_last = model.evaluate(x_test, labels(s.y_test), batch_size=t.batch_size, verbose=0)
+        y_test = labels(s.y_test)
+        _, acc_last = model.evaluate(x_test, y_test, batch_size=t.batch_size, verbose=0)
         wall = time.perf_counter() - t0
     acc_best = acc_last
     if best.weights is not None:  # outside the timing: the notebooks do not do this
         model.set_weights(best.weights)
-        _, acc_best = model.evaluate(x_test, labels(s.y_test), batch_size=t.batch_size, verbose=0)
+        _, acc_best = model.evaluate(x_test, y_test, batch_size=t.batch_size, verbose=0)
     resized_bytes = x_train.nbytes + x_val.nbytes + x_test.nbytes
     out = {
         "wall_s": round(wall, 2),
