@@ -64,6 +64,10 @@ def assert_config_error(result, *needles: str) -> None:
             ["model.cnn.convs_per_block", "between 1 and 4", "[1, 5, 2]"],
         ),
         ("model:\n  cnn:\n    convs_per_block: two\n", ["convs_per_block", "[1, 2, 2]", "'two'"]),
+        (
+            "model:\n  cnn:\n    filters: [8, 16, 32]\n    pool: [true, false]\n",
+            ["model.cnn.pool", "2 entries", "3 blocks"],
+        ),
         ("train: [1, 2\n", ["YAML syntax error", "line 2"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
         ("extra_section: 1\n", ["extra_section", "unknown key", "finetune"]),

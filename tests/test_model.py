@@ -170,3 +170,18 @@ def test_cnn_convs_per_block_may_differ_per_block():
         None, ["model.backbone=cnn", "model.weights=none", "model.cnn.convs_per_block=2"]
     )
     assert same.model.cnn.block_convs() == [2, 2, 2]
+
+
+@pytest.mark.parametrize(("pool", "side"), [("true", 3), ("[true,true,false]", 7)])
+def test_cnn_pool_flags_decide_the_feature_map_side(pool, side):
+    """pool [true, true, false]: the last block keeps 7x7 for a flatten head to see."""
+    config = load_config(
+        None,
+        [
+            "model.backbone=cnn",
+            "model.weights=none",
+            "model.cnn.filters=[8,16,32]",
+            f"model.cnn.pool={pool}",
+        ],
+    )
+    assert build_model(config).backbone.output.shape[1:] == (side, side, 32)

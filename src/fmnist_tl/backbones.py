@@ -125,14 +125,15 @@ def build_backbone(spec: BackboneSpec, size: int, weights: str | None, model_cfg
 
 
 def _cnn(size: int, cfg: Any) -> Any:
-    """Conv blocks (conv-[BN]-relu x N, max-pool, dropout), the seeds' scratch CNN family."""
+    """Conv blocks (conv-[BN]-relu x N, [max-pool], dropout), the seeds' scratch CNN family."""
     import keras
     from keras import layers
 
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
     inputs = keras.Input((size, size, 1))
     x = inputs
-    for b, (filters, convs) in enumerate(zip(cfg.filters, cfg.block_convs(), strict=True), start=1):
+    blocks = zip(cfg.filters, cfg.block_convs(), cfg.block_pools(), strict=True)
+    for b, (filters, convs, pool) in enumerate(blocks, start=1):
         for c in range(1, convs + 1):
             name = f"block{b}_conv{c}"
             x = layers.Conv2D(
@@ -146,7 +147,7 @@ def _cnn(size: int, cfg: Any) -> Any:
             if cfg.batch_norm:
                 x = layers.BatchNormalization(name=f"{name}_bn")(x)
             x = layers.Activation("relu", name=f"{name}_relu")(x)
-        if min(x.shape[1], x.shape[2]) >= 2:
+        if pool and min(x.shape[1], x.shape[2]) >= 2:
             x = layers.MaxPooling2D(name=f"block{b}_pool")(x)
         if cfg.dropout > 0:
             x = layers.Dropout(cfg.dropout, name=f"block{b}_dropout")(x)

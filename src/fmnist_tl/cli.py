@@ -47,6 +47,14 @@ SetOption = Annotated[
     ),
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+TestFlipOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--test-flip/--no-test-flip",
+        help="Average each image's and its mirror image's probabilities (augment.test_flip).",
+        show_default="as the config saved with the model",
+    ),
+]
 
 
 def handle_errors(fn: F) -> F:
@@ -231,12 +239,15 @@ def evaluate(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Evaluate on the first N test images only.")
     ] = None,
+    test_flip: TestFlipOption = None,
 ) -> None:
     """Test accuracy, loss, per-class precision/recall/F1 and the confusion matrix."""
     from .classes import CLASS_NAMES
     from .evaluation import evaluate as run_evaluate
 
-    result = run_evaluate(model, data_dir=data_dir, test_limit=limit, json_path=json_path)
+    result = run_evaluate(
+        model, data_dir=data_dir, test_limit=limit, json_path=json_path, test_flip=test_flip
+    )
     table = Table(title=f"{model}  accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -323,13 +334,14 @@ def predict(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list to stdout instead of a table.")
     ] = False,
+    test_flip: TestFlipOption = None,
 ) -> None:
     """The three most likely classes, with probabilities, for each IMAGE."""
     import json
 
     from .predict import predict_images
 
-    results = predict_images(model, images)
+    results = predict_images(model, images, test_flip=test_flip)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

@@ -44,12 +44,15 @@ class DataConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    """Training-only augmentation on the 28x28 images (inactive at inference)."""
+    """Augmentation on the 28x28 images: random during training, and the test-time flip."""
 
     flip: bool = False  # random horizontal flip (clothes are left-right symmetric)
     translate: float = Field(0.0, ge=0.0, le=0.5)  # max shift, fraction of the image side
     erase: float = Field(0.0, ge=0.0, le=1.0)  # probability of random erasing per image
     erase_area: float = Field(0.33, gt=0.02, le=1.0)  # max erased area, fraction of image
+    # Test-time augmentation: evaluation and prediction average the class probabilities of
+    # each image and its mirror image. Twice the inference compute, no training cost.
+    test_flip: bool = False
 
 
 class HeadConfig(_Section):
@@ -59,12 +62,15 @@ class HeadConfig(_Section):
 
 
 class CNNConfig(_Section):
-    """The from-scratch `cnn` backbone: conv blocks, each ending in max-pool + dropout."""
+    """The from-scratch `cnn` backbone: conv blocks, each ending in [max-pool] + dropout."""
 
     filters: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
     # One count for every block, or one per block: on a CPU the convs at 28x28 cost the most,
     # so a recipe can give the full-resolution block one conv and the later blocks two.
     convs_per_block: int | list[int] = 2
+    # Max-pool after every block, or one flag per block: a recipe whose head flattens the
+    # feature map can keep the last block at 7x7, where where-things-are is still visible.
+    pool: bool | list[bool] = True
     batch_norm: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
     l2: float = Field(0.0, ge=0.0)  # L2 weight penalty on conv kernels
@@ -94,12 +100,21 @@ class CNNConfig(_Section):
             raise ValueError(
                 f"model.cnn.convs_per_block must be between 1 and 4 per block, got {counts}"
             )
+        if isinstance(self.pool, list) and len(self.pool) != len(self.filters):
+            raise ValueError(
+                f"model.cnn.pool has {len(self.pool)} entries but model.cnn.filters has "
+                f"{len(self.filters)} blocks; give one true/false per block or a single one"
+            )
         return self
 
     def block_convs(self) -> list[int]:
         """The number of convs in each block."""
         counts = self.convs_per_block
         return list(counts) if isinstance(counts, list) else [counts] * len(self.filters)
+
+    def block_pools(self) -> list[bool]:
+        """Whether each block ends in a max-pool."""
+        return list(self.pool) if isinstance(self.pool, list) else [self.pool] * len(self.filters)
 
 
 class DenseConfig(_Section):
@@ -276,6 +291,14 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def config_beside(model_path: Path) -> Path | None:
+    """The resolved config saved with a model: <stem>.config.yaml, else config.yaml, else None."""
+    for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

@@ -39,23 +39,52 @@ def load_classifier(path: str | Path) -> keras.Model:
     return model
 
 
-def predict_proba(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Class probabilities for raw pixels (0..255), in batches."""
-    return infer(model, x)
+def test_flip_beside(model_path: str | Path) -> bool:
+    """`augment.test_flip` of the config saved with a model; False when it has none."""
+    from .config import config_beside, load_config
+
+    found = config_beside(Path(model_path))
+    return load_config(found).augment.test_flip if found is not None else False
 
 
-def evaluate_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix."""
-    probs = predict_proba(model, x)
+def _views(model: keras.Model, x: np.ndarray, test_flip: bool) -> list[np.ndarray]:
+    """Class probabilities of the images, and with `test_flip` of their mirror images."""
+    views = [infer(model, x)]
+    if test_flip:
+        views.append(infer(model, np.ascontiguousarray(x[:, :, ::-1])))
+    return views
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, *, test_flip: bool = False) -> np.ndarray:
+    """Class probabilities for raw pixels (0..255), in batches.
+
+    With `test_flip`, the mean over each image and its mirror image (see augment.test_flip).
+    """
+    return np.mean(_views(model, x, test_flip), axis=0)
+
+
+def evaluate_arrays(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, *, test_flip: bool = False
+) -> dict[str, Any]:
+    """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix.
+
+    With `test_flip` the figures are for the flip-averaged probabilities, and the accuracy of
+    the images alone is reported beside them, so the two can be compared.
+    """
+    views = _views(model, x, test_flip)
+    probs = np.mean(views, axis=0)
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
     eps = 1e-7  # the clip Keras's crossentropy uses, so our loss matches model.evaluate
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0))))
     cm, per_class = per_class_report(y, pred, len(CLASS_NAMES))
+    single = {"accuracy_without_flip": float(np.mean(views[0].argmax(axis=1) == y))}
     return {
         "accuracy": float(np.mean(pred == y)),
         "loss": loss,
         "n": int(len(y)),
+        "test_flip": test_flip,
+        **(single if test_flip else {}),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "predictions": pred,
@@ -69,10 +98,11 @@ def write_evaluation(
     y: np.ndarray,
     out_json: Path,
     *,
+    test_flip: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes)."""
-    result = evaluate_arrays(model, x, y)
+    result = evaluate_arrays(model, x, y, test_flip=test_flip)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)
@@ -90,12 +120,18 @@ def evaluate(
     data_dir: str | None = None,
     test_limit: int | None = None,
     json_path: str | Path | None = None,
+    test_flip: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a saved model on the Fashion-MNIST test set; write JSON and pictures."""
+    """Evaluate a saved model on the Fashion-MNIST test set; write JSON and pictures.
+
+    `test_flip` None: as the config saved with the model says (augment.test_flip).
+    """
     model_path = Path(model_path)
     model = load_classifier(model_path)
+    if test_flip is None:
+        test_flip = test_flip_beside(model_path)
     ds = data.load_fashion_mnist(data_dir)
     x, y = data.limit(ds.x_test, ds.y_test, test_limit)
     out = Path(json_path) if json_path else model_path.parent / "evaluation.json"
     extra = {"model": str(model_path), "data_source": ds.source}
-    return write_evaluation(model, x, y, out, extra=extra)
+    return write_evaluation(model, x, y, out, test_flip=test_flip, extra=extra)

@@ -17,17 +17,23 @@ TOP_K = 3  # classes reported per image
 def predict_images(
     model_path: str | os.PathLike[str],
     image_paths: Sequence[str | os.PathLike[str]],
+    *,
+    test_flip: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The three most likely classes per image, most likely first.
+
+    `test_flip` None: as the config saved with the model says (augment.test_flip).
 
     Returns [{"image": path, "top3": [{"class": index, "label": name, "probability": p}, ...]}].
     """
     # Images first, TensorFlow after: a bad image path fails at once, not after the import.
     x = load_images(image_paths)
-    from .evaluation import load_classifier, predict_proba
+    from .evaluation import load_classifier, predict_proba, test_flip_beside
 
     model = load_classifier(model_path)
-    probs = predict_proba(model, x)
+    if test_flip is None:
+        test_flip = test_flip_beside(model_path)
+    probs = predict_proba(model, x, test_flip=test_flip)
     results = []
     for path, p in zip(image_paths, probs, strict=True):
         best = np.argsort(-p, kind="stable")[:TOP_K]

@@ -23,7 +23,7 @@ import numpy as np
 from . import atomic, data, features, runtime
 from .callbacks import DivergenceGuard, ResumableEarlyStopping, plateau_callback
 from .classes import NUM_CLASSES
-from .config import Config, load_config
+from .config import Config, config_beside, load_config
 from .errors import ConfigError, MissingFileError, TrainingDiverged
 from .evaluation import load_classifier, write_evaluation
 from .interrupts import StopAtSafePoint, StopRequested
@@ -118,7 +118,7 @@ def finetune(
     """Stage 2 only, from a saved model and the config saved beside it; writes a new run."""
     t_start = time.perf_counter()
     model_path = Path(model_path) if model_path else Path("saved_models") / "best.keras"
-    config_path = config_beside(model_path)
+    config_path = _run_config(model_path)
     extra = list(overrides or [])
     if unfreeze_from is not None:
         extra.append(f"finetune.unfreeze_from={unfreeze_from}")
@@ -232,16 +232,16 @@ def _run(s: Session, stages: Callable[[], None]) -> RunResult:
             raise interrupted(s) from None
 
 
-def config_beside(model_path: Path) -> Path:
-    """The resolved config saved with a model: <stem>.config.yaml, else config.yaml."""
+def _run_config(model_path: Path) -> Path:
+    """The resolved config saved with a model, or an error saying what to do."""
     if not model_path.is_file():
         raise MissingFileError(
             f"{model_path}: model file not found; train one first (`fmnist train CONFIG`) "
             "or pass the path to a .keras file"
         )
-    for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / "config.yaml"):
-        if candidate.is_file():
-            return candidate
+    found = config_beside(model_path)
+    if found is not None:
+        return found
     raise MissingFileError(
         f"{model_path}: no config.yaml beside the model; fine-tune a model inside a run "
         "folder written by `fmnist train`"
@@ -437,6 +437,7 @@ def _finish(s: Session) -> RunResult:
         splits.x_test,
         splits.y_test,
         run_dir / "evaluation.json",
+        test_flip=config.augment.test_flip,
         extra={"model": str(model_path), "data_source": splits.source},
     )
     replicas = runtime.replicas(s.strategy)
@@ -450,7 +451,11 @@ def _finish(s: Session) -> RunResult:
         "weights_requested": config.model.weights,
         "weights_used": s.state.weights_used,
         "seed": config.seed,
-        "test": {"accuracy": evaluation["accuracy"], "loss": evaluation["loss"]},
+        "test": {
+            k: evaluation[k]
+            for k in ("accuracy", "loss", "test_flip", "accuracy_without_flip")
+            if k in evaluation
+        },
         "stages": s.state.summaries,
         "wall_time_s": s.elapsed(),
         "log_dir": config.output.log_dir,

@@ -1,0 +1,68 @@
+"""augment.test_flip: evaluation and prediction average each image with its mirror image."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import SMOKE
+from typer.testing import CliRunner
+
+from fmnist_tl.cli import app
+from fmnist_tl.config import load_config
+from fmnist_tl.data import load_fashion_mnist
+from fmnist_tl.images import save_png
+from fmnist_tl.trainer import train
+
+runner = CliRunner()
+
+
+def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated, synthetic_dir):
+    result = train(load_config(SMOKE, [*isolated, "augment.test_flip=true"]))
+    model = keras.models.load_model(result.model_path, compile=False)
+    test = load_fashion_mnist(synthetic_dir)
+    x, y = test.x_test, test.y_test
+    plain = np.asarray(model(x.astype("float32"), training=False))
+    mirror = np.asarray(model(x[:, :, ::-1].astype("float32"), training=False))
+    assert not np.allclose(plain, mirror, atol=1e-3), "the mirror image must change the output"
+    both = (plain + mirror) / 2
+    loss = float(-np.mean(np.log(np.clip(both[np.arange(len(y)), y], 1e-7, 1.0))))
+
+    # The run's own test evaluation: figures for the averaged probabilities, plus the
+    # single-view accuracy beside them.
+    report = json.loads((result.run_dir / "evaluation.json").read_text())
+    assert report["test_flip"] is True
+    assert report["accuracy"] == pytest.approx(np.mean(both.argmax(1) == y))
+    assert report["loss"] == pytest.approx(loss, abs=1e-5)
+    assert report["accuracy_without_flip"] == pytest.approx(np.mean(plain.argmax(1) == y))
+    assert result.metrics["test"]["test_flip"] is True
+    assert result.metrics["test"]["loss"] == pytest.approx(loss, abs=1e-5)
+
+    # `fmnist evaluate` follows the config saved beside the model unless told otherwise.
+    data = ["--data-dir", str(synthetic_dir)]
+    same = tmp_path / "same.json"
+    done = runner.invoke(app, ["evaluate", str(result.model_path), *data, "--json", str(same)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(same.read_text())["loss"] == pytest.approx(loss, abs=1e-5)
+    single = tmp_path / "single.json"
+    done = runner.invoke(
+        app,
+        ["evaluate", str(result.model_path), *data, "--json", str(single), "--no-test-flip"],
+    )
+    assert done.exit_code == 0, done.output
+    alone = json.loads(single.read_text())
+    assert alone["test_flip"] is False and "accuracy_without_flip" not in alone
+    assert alone["accuracy"] == pytest.approx(report["accuracy_without_flip"])
+
+    # `fmnist predict` likewise: its top class and probability are the averaged ones.
+    save_png(x[0], tmp_path / "img.png")
+    for flag, expected in (([], both[0]), (["--no-test-flip"], plain[0])):
+        done = runner.invoke(
+            app, ["predict", str(result.model_path), str(tmp_path / "img.png"), "--json", *flag]
+        )
+        assert done.exit_code == 0, done.output
+        top = json.loads(done.stdout)[0]["top3"][0]
+        assert top["class"] == int(expected.argmax())
+        assert top["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
