@@ -41,7 +41,7 @@ def child(train_images: int, infer_images: int) -> dict[str, float]:
     cfg = load_config("configs/cnn_best.yaml", [])
     built = build_model(cfg)
     batch = cfg.train.batch_size
-    compile_model(built.model, cfg, "train", train_images // batch)
+    compile_model(built.model, cfg, "head", train_images // batch)
     ds = dataset(cfg, x[:train_images], y[:train_images], shuffle=True, batch=batch)
     built.model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing
     t = time.perf_counter()

@@ -11,17 +11,20 @@ from conftest import SMOKE
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
-from fmnist_tl.config import load_config
 from fmnist_tl.data import load_fashion_mnist
 from fmnist_tl.images import save_png
-from fmnist_tl.trainer import train
 
 runner = CliRunner()
 
 
 def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated, synthetic_dir):
-    result = train(load_config(SMOKE, [*isolated, "augment.test_flip=true"]))
-    model = keras.models.load_model(result.model_path, compile=False)
+    sets = [a for item in [*isolated, "augment.test_flip=true"] for a in ("--set", item)]
+    done = runner.invoke(app, ["train", str(SMOKE), *sets])
+    assert done.exit_code == 0, done.output
+    (run_dir,) = [p for p in (tmp_path / "saved_models").iterdir() if p.is_dir()]
+    model_path = run_dir / "best.keras"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = keras.models.load_model(model_path, compile=False)
     test = load_fashion_mnist(synthetic_dir)
     x, y = test.x_test, test.y_test
     plain = np.asarray(model(x.astype("float32"), training=False))
@@ -32,35 +35,37 @@ def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated,
 
     # The run's own test evaluation: figures for the averaged probabilities, plus the
     # single-view accuracy beside them.
-    report = json.loads((result.run_dir / "evaluation.json").read_text())
+    report = json.loads((run_dir / "evaluation.json").read_text())
     assert report["test_flip"] is True
     assert report["accuracy"] == pytest.approx(np.mean(both.argmax(1) == y))
     assert report["loss"] == pytest.approx(loss, abs=1e-5)
     assert report["accuracy_without_flip"] == pytest.approx(np.mean(plain.argmax(1) == y))
-    assert result.metrics["test"]["test_flip"] is True
-    assert result.metrics["test"]["loss"] == pytest.approx(loss, abs=1e-5)
+    assert metrics["test"]["test_flip"] is True
+    assert metrics["test"]["loss"] == pytest.approx(loss, abs=1e-5)
+    alone = f"{report['accuracy_without_flip']:.4f}"
+    assert f"with the test-time flip; alone {alone}" in " ".join(done.output.split())
 
     # `fmnist evaluate` follows the config saved beside the model unless told otherwise.
     data = ["--data-dir", str(synthetic_dir)]
     same = tmp_path / "same.json"
-    done = runner.invoke(app, ["evaluate", str(result.model_path), *data, "--json", str(same)])
+    done = runner.invoke(app, ["evaluate", str(model_path), *data, "--json", str(same)])
     assert done.exit_code == 0, done.output
     assert json.loads(same.read_text())["loss"] == pytest.approx(loss, abs=1e-5)
     single = tmp_path / "single.json"
     done = runner.invoke(
         app,
-        ["evaluate", str(result.model_path), *data, "--json", str(single), "--no-test-flip"],
+        ["evaluate", str(model_path), *data, "--json", str(single), "--no-test-flip"],
     )
     assert done.exit_code == 0, done.output
-    alone = json.loads(single.read_text())
-    assert alone["test_flip"] is False and "accuracy_without_flip" not in alone
-    assert alone["accuracy"] == pytest.approx(report["accuracy_without_flip"])
+    one_view = json.loads(single.read_text())
+    assert one_view["test_flip"] is False and "accuracy_without_flip" not in one_view
+    assert one_view["accuracy"] == pytest.approx(report["accuracy_without_flip"])
 
     # `fmnist predict` likewise: its top class and probability are the averaged ones.
     save_png(x[0], tmp_path / "img.png")
     for flag, expected in (([], both[0]), (["--no-test-flip"], plain[0])):
         done = runner.invoke(
-            app, ["predict", str(result.model_path), str(tmp_path / "img.png"), "--json", *flag]
+            app, ["predict", str(model_path), str(tmp_path / "img.png"), "--json", *flag]
         )
         assert done.exit_code == 0, done.output
         top = json.loads(done.stdout)[0]["top3"][0]

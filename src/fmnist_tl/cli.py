@@ -399,8 +399,14 @@ def _print_summary(result: Any) -> None:
     table = Table(title=f"run {result.run_id}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("test accuracy", f"{m['test']['accuracy']:.4f}")
-    table.add_row("test loss", f"{m['test']['loss']:.4f}")
+    test = m["test"]
+    flip = (
+        f" (with the test-time flip; alone {test['accuracy_without_flip']:.4f})"
+        if test.get("test_flip")
+        else ""
+    )
+    table.add_row("test accuracy", f"{test['accuracy']:.4f}{flip}")
+    table.add_row("test loss", f"{test['loss']:.4f}")
     for stage in m["stages"]:
         best = stage.get("best_epoch")
         detail = (

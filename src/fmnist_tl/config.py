@@ -69,7 +69,7 @@ class CNNConfig(_Section):
     # so a recipe can give the full-resolution block one conv and the later blocks two.
     convs_per_block: int | list[int] = 2
     # Max-pool after every block, or one flag per block: a recipe whose head flattens the
-    # feature map can keep the last block at 7x7, where where-things-are is still visible.
+    # feature map can keep the last block at 7x7, where the position of details still shows.
     pool: bool | list[bool] = True
     batch_norm: bool = True
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
