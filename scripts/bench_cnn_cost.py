@@ -2,9 +2,10 @@
 """Training cost of scratch-CNN variants: CPU milliseconds per image, side by side.
 
 Wall time on a shared 2-core VM moves with the cores the host hands out; the CPU time a
-process used (os.times) is the work done, so variants are compared by it. Every variant is
-built from one config plus its --set overrides, compiled by the tool's own compile_model and
-fed by its tf.data pipeline (augmentation included), and all of them take turns in one process
+process used (os.times) moves far less, so variants are compared by it (it also counts threads
+spinning while they wait, so it is a close, not exact, measure of work). Every variant is
+built from one config plus its --set overrides (augmentation layers included), compiled by the
+tool's own compile_model and fed by its tf.data pipeline, and all of them take turns in one process
 (round 1: a, b, c; round 2: a, b, c; ...), so they see the same machine phases.
 
   .venv/bin/python scripts/bench_cnn_cost.py                  # cnn_best.yaml and its ablations

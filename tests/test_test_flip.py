@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
 from fmnist_tl.data import load_fashion_mnist
+from fmnist_tl.evaluation import saved_test_flip
 from fmnist_tl.images import save_png
 
 runner = CliRunner()
@@ -61,9 +62,12 @@ def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated,
     assert one_view["test_flip"] is False and "accuracy_without_flip" not in one_view
     assert one_view["accuracy"] == pytest.approx(report["accuracy_without_flip"])
 
-    # `fmnist predict` likewise: its top class and probability are the averaged ones.
-    save_png(x[0], tmp_path / "img.png")
-    for flag, expected in (([], both[0]), (["--no-test-flip"], plain[0])):
+    # `fmnist predict` likewise: its top class and probability are the averaged ones, on the
+    # image whose two views disagree most (the synthetic bars are nearly mirror-symmetric).
+    i = int(np.argmax(np.abs(both.max(axis=1) - plain.max(axis=1))))
+    assert abs(both[i].max() - plain[i].max()) > 1e-3
+    save_png(x[i], tmp_path / "img.png")
+    for flag, expected in (([], both[i]), (["--no-test-flip"], plain[i])):
         done = runner.invoke(
             app, ["predict", str(model_path), str(tmp_path / "img.png"), "--json", *flag]
         )
@@ -71,3 +75,18 @@ def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated,
         top = json.loads(done.stdout)[0]["top3"][0]
         assert top["class"] == int(expected.argmax())
         assert top["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+
+
+def test_test_flip_follows_the_config_saved_beside_the_model(tmp_path, capsys):
+    """<stem>.config.yaml first, then config.yaml; none or an unreadable one: no flip."""
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")  # only the folder's configs are read
+    assert saved_test_flip(model) is False
+    (tmp_path / "config.yaml").write_text("augment:\n  test_flip: true\n")
+    assert saved_test_flip(model) is True
+    (tmp_path / "m.config.yaml").write_text("augment:\n  test_flip: false\n")
+    assert saved_test_flip(model) is False
+    (tmp_path / "m.config.yaml").write_text("augment: [1, 2\n")
+    assert saved_test_flip(model) is False
+    note = capsys.readouterr().err
+    assert "m.config.yaml" in note and "--no-test-flip" in note and len(note.splitlines()) == 1

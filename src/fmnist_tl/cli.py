@@ -248,7 +248,14 @@ def evaluate(
     result = run_evaluate(
         model, data_dir=data_dir, test_limit=limit, json_path=json_path, test_flip=test_flip
     )
-    table = Table(title=f"{model}  accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}")
+    flip = (
+        f" (with the test-time flip; alone {result['accuracy_without_flip']:.4f})"
+        if result["test_flip"]
+        else ""
+    )
+    table = Table(
+        title=f"{model}  accuracy {result['accuracy']:.4f}{flip}  loss {result['loss']:.4f}"
+    )
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in result["per_class"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,25 @@ def load_classifier(path: str | Path) -> keras.Model:
     return model
 
 
-def test_flip_beside(model_path: str | Path) -> bool:
-    """`augment.test_flip` of the config saved with a model; False when it has none."""
+def saved_test_flip(model_path: str | Path) -> bool:
+    """`augment.test_flip` of the config saved with a model; False when it has none.
+
+    Evaluating needs no config, so one that cannot be read costs a note, not the evaluation.
+    """
     from .config import config_beside, load_config
 
     found = config_beside(Path(model_path))
-    return load_config(found).augment.test_flip if found is not None else False
+    if found is None:
+        return False
+    try:
+        return load_config(found).augment.test_flip
+    except ConfigError as exc:
+        first = str(exc).splitlines()[0]
+        print(
+            f"note: no test-time flip: {first}; pass --test-flip or --no-test-flip to choose",
+            file=sys.stderr,
+        )
+        return False
 
 
 def _views(model: keras.Model, x: np.ndarray, test_flip: bool) -> list[np.ndarray]:
@@ -129,7 +143,7 @@ def evaluate(
     model_path = Path(model_path)
     model = load_classifier(model_path)
     if test_flip is None:
-        test_flip = test_flip_beside(model_path)
+        test_flip = saved_test_flip(model_path)
     ds = data.load_fashion_mnist(data_dir)
     x, y = data.limit(ds.x_test, ds.y_test, test_limit)
     out = Path(json_path) if json_path else model_path.parent / "evaluation.json"

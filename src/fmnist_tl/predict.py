@@ -28,11 +28,11 @@ def predict_images(
     """
     # Images first, TensorFlow after: a bad image path fails at once, not after the import.
     x = load_images(image_paths)
-    from .evaluation import load_classifier, predict_proba, test_flip_beside
+    from .evaluation import load_classifier, predict_proba, saved_test_flip
 
     model = load_classifier(model_path)
     if test_flip is None:
-        test_flip = test_flip_beside(model_path)
+        test_flip = saved_test_flip(model_path)
     probs = predict_proba(model, x, test_flip=test_flip)
     results = []
     for path, p in zip(image_paths, probs, strict=True):
