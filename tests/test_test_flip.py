@@ -52,6 +52,7 @@ def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated,
     done = runner.invoke(app, ["evaluate", str(model_path), *data, "--json", str(same)])
     assert done.exit_code == 0, done.output
     assert json.loads(same.read_text())["loss"] == pytest.approx(loss, abs=1e-5)
+    assert f"with the test-time flip; alone {alone}" in " ".join(done.output.split())
     single = tmp_path / "single.json"
     done = runner.invoke(
         app,

@@ -248,11 +248,7 @@ def evaluate(
     result = run_evaluate(
         model, data_dir=data_dir, test_limit=limit, json_path=json_path, test_flip=test_flip
     )
-    flip = (
-        f" (with the test-time flip; alone {result['accuracy_without_flip']:.4f})"
-        if result["test_flip"]
-        else ""
-    )
+    flip = _flip_note(result)
     table = Table(
         title=f"{model}  accuracy {result['accuracy']:.4f}{flip}  loss {result['loss']:.4f}"
     )
@@ -401,19 +397,20 @@ def _runs_root(
     return load_config(config, set_).output.dir
 
 
+def _flip_note(test: dict[str, Any]) -> str:
+    """Beside an accuracy with the test-time flip: that it is, and the accuracy without it."""
+    if not test.get("test_flip"):
+        return ""
+    return f" (with the test-time flip; alone {test['accuracy_without_flip']:.4f})"
+
+
 def _print_summary(result: Any) -> None:
     m = result.metrics
     table = Table(title=f"run {result.run_id}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    test = m["test"]
-    flip = (
-        f" (with the test-time flip; alone {test['accuracy_without_flip']:.4f})"
-        if test.get("test_flip")
-        else ""
-    )
-    table.add_row("test accuracy", f"{test['accuracy']:.4f}{flip}")
-    table.add_row("test loss", f"{test['loss']:.4f}")
+    table.add_row("test accuracy", f"{m['test']['accuracy']:.4f}{_flip_note(m['test'])}")
+    table.add_row("test loss", f"{m['test']['loss']:.4f}")
     for stage in m["stages"]:
         best = stage.get("best_epoch")
         detail = (
