@@ -271,6 +271,17 @@ def test_collect_runs_all(runs: Path) -> None:
     assert rows[3]["epochs"] == 3.0  # members stopped at 2 and 4 epochs: the mean
 
 
+def test_a_run_tested_with_the_flip_says_so(runs: Path) -> None:
+    metrics_path = runs / "cnn-b" / "metrics.json"
+    m = json.loads(metrics_path.read_text())
+    m["test"].update(test_flip=True, accuracy_without_flip=0.88)
+    metrics_path.write_text(json.dumps(m))
+    rows = {r["run"]: r for r in report.collect_runs(None, root=runs)}
+    assert rows["cnn-b"]["stages"] == "head, test flip"
+    assert rows["cnn-a"]["stages"] == "head+finetune"
+    assert "| head, test flip |" in report.compare_markdown(list(rows.values()))
+
+
 def test_collect_runs_patterns(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = report.collect_runs([str(runs / "cnn-*")], root=runs)
     assert [r["run"] for r in rows] == ["cnn-a", "cnn-b"]

@@ -346,7 +346,10 @@ def _run_row(folder: Path, m: dict) -> dict:
             "input_size": m.get("input_size"),
             "resize_method": m.get("resize_method"),
             "weights": m.get("weights_used"),
-            "stages": "+".join(s["name"] for s in stages),
+            # How the test figure was made belongs beside it: a run tested with the mirror
+            # image averaged in (augment.test_flip) is not like-for-like with one without.
+            "stages": "+".join(s["name"] for s in stages)
+            + (", test flip" if m["test"].get("test_flip") else ""),
             "epochs": sum(int(s.get("epochs_run", 0)) for s in stages),
             "accuracy": float(m["test"]["accuracy"]),
             "accuracy_std": None,
