@@ -55,8 +55,9 @@ def main() -> None:
     import numpy as np
 
     from fmnist_tl.config import load_config
-    from fmnist_tl.model import build_model, compile_model
-    from fmnist_tl.trainer import dataset
+    from fmnist_tl.model import build_model
+    from fmnist_tl.training.fit import dataset
+    from fmnist_tl.training.optim import compile_model
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 28, 28, 1), dtype=np.uint8)

@@ -4,8 +4,9 @@
 In ONE process, on the same data subset, split, head, optimizer and epoch count, all taken
 from stage 1 of a config (configs/mobilenet.yaml unless --config says otherwise):
 
-  tool (cold)  fmnist_tl.trainer.train(config) with a fresh, empty feature cache: one backbone
-               pass over the data, then E epochs of the head on the cached pooled features
+  tool (cold)  fmnist_tl.training.trainer.train(config) with a fresh, empty feature cache:
+               one backbone pass over the data, then E epochs of the head on the cached
+               pooled features
   tool (warm)  the same config again: the features come from the cache
   naive        what the seed notebooks do: resize the whole arrays up front (tf.image.resize
                to size x size x 3 float32, keras.applications preprocess_input), then a frozen
@@ -14,8 +15,9 @@ from stage 1 of a config (configs/mobilenet.yaml unless --config says otherwise)
                model.fit for E epochs: the backbone runs over every image every epoch
 
 Early stopping is off in both, so both run E epochs. Timings include loading the data (both
-call fmnist_tl.trainer.prepare_data) and the test evaluation. The tool's timing also includes
-what the naive way does not do: checkpoints, TensorBoard logs, evaluation reports and plots.
+call fmnist_tl.training.splits.prepare_data) and the test evaluation. The tool's timing also
+includes what the naive way does not do: checkpoints, TensorBoard logs, evaluation reports and
+plots.
 
 Memory: per phase, the resident-set high-water mark is reset (`echo 5 > /proc/self/clear_refs`
 resets VmHWM) and a thread samples VmRSS every 10 ms; the phase's peak is the larger of the two,
@@ -262,7 +264,8 @@ def pretrain_backbone(args: argparse.Namespace, work: Path) -> tuple[str, dict[s
     import keras
     import numpy as np
 
-    from fmnist_tl.trainer import prepare_data, train
+    from fmnist_tl.training.splits import prepare_data
+    from fmnist_tl.training.trainer import train
 
     # freeze_backbone=null: with weights none the backbone trains whole, from scratch, with
     # one fixed recipe whatever the config's stage 1 is (a warmup over one epoch would leave
@@ -310,7 +313,7 @@ def pretrain_backbone(args: argparse.Namespace, work: Path) -> tuple[str, dict[s
         "epochs": args.pretrain_weights_epochs,
         "weights_file": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
-        "test_accuracy_before_bn_recalibration": result.metrics["test"]["accuracy"],
+        "test_accuracy_before_bn_recalibration": result.metrics.test.accuracy,
         "test_accuracy_after_bn_recalibration": round(float(acc_after), 4),
         "bn_calibration_images": len(x),
     }
@@ -320,14 +323,14 @@ def pretrain_backbone(args: argparse.Namespace, work: Path) -> tuple[str, dict[s
 
 
 def run_tool(args: argparse.Namespace, work: Path, weights: str, name: str) -> dict[str, Any]:
-    from fmnist_tl.trainer import train
+    from fmnist_tl.training.trainer import train
 
     config = bench_config(args, work, weights, name)
     with RssMonitor() as mem:
         t0 = time.perf_counter()
         result = train(config)
         wall = time.perf_counter() - t0
-    m = result.metrics
+    m = result.metrics.to_dict()
     stage = m["stages"][0]
     n_train = m["data"]["train"]
     out = {
@@ -355,8 +358,8 @@ def run_naive(args: argparse.Namespace, work: Path, weights: str) -> dict[str, A
     import tensorflow as tf
     from keras.applications.mobilenet_v2 import preprocess_input
 
-    from fmnist_tl.model import compile_model
-    from fmnist_tl.trainer import prepare_data, steps_per_epoch
+    from fmnist_tl.training.optim import compile_model, steps_per_epoch
+    from fmnist_tl.training.splits import prepare_data
 
     config = bench_config(args, work, weights, "bench-naive")
     m, t = config.model, config.train

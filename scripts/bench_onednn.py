@@ -32,8 +32,9 @@ def child(train_images: int, infer_images: int) -> dict[str, float]:
 
     from fmnist_tl.config import load_config
     from fmnist_tl.inference import infer
-    from fmnist_tl.model import build_model, compile_model
-    from fmnist_tl.trainer import dataset
+    from fmnist_tl.model import build_model
+    from fmnist_tl.training.fit import dataset
+    from fmnist_tl.training.optim import compile_model
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (max(train_images, infer_images), 28, 28), dtype=np.uint8)

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Peak resident memory of fmnist-tl's streaming path (no feature cache) at 224x224.
 
-Runs fmnist_tl.trainer.train on a ResNet50 (default) at 224x224 with `train.feature_cache=off`,
-so every batch of uint8 28x28 images is resized inside the model, and one epoch
-(`train.epochs=1`) over `--train-limit` images (minus the validation split): `--steps` lowers
-the limit so that the epoch is at most that many training steps. Prints the RSS after the
+Runs fmnist_tl.training.trainer.train on a ResNet50 (default) at 224x224 with
+`train.feature_cache=off`, so every batch of uint8 28x28 images is resized inside the model, and
+one epoch (`train.epochs=1`) over `--train-limit` images (minus the validation split): `--steps`
+lowers the limit so that the epoch is at most that many training steps. Prints the RSS after the
 imports (the baseline) and the peak RSS of the run, measured with a VmHWM reset plus a 10 ms
-VmRSS sampler (see bench_frozen.py), next to what the naive way would hold: the resized
-float32 arrays alone.
+VmRSS sampler (see bench_frozen.py), next to what the naive way would hold: the resized float32
+arrays alone.
 
 The stage is frozen by default (`model.freeze_backbone=true`): that is the stage the feature
 cache replaces, so it is the one whose streaming memory matters. `--no-freeze` trains the whole
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fmnist_tl.config import load_config
     from fmnist_tl.errors import FmnistError
-    from fmnist_tl.trainer import train
+    from fmnist_tl.training.trainer import train
 
     baseline = rss_bytes()
     n = args.train_limit
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         except FmnistError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
-    m = result.metrics
+    m = result.metrics.to_dict()
     n_train = m["data"]["train"]
     stage = m["stages"][0]
     steps = math.ceil(n_train / args.batch_size)

@@ -18,7 +18,7 @@ from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
 from fmnist_tl.images import save_png
 from fmnist_tl.model import build_model
-from fmnist_tl.trainer import train
+from fmnist_tl.training.trainer import train
 
 runner = CliRunner()
 
@@ -233,7 +233,7 @@ def test_deterministic_ops_do_not_break_a_run(tmp_path, isolated):
 )
 def test_divergence_guard_catches_nan_inf_and_exploded_losses(loss, diverged):
     """A finite loss of 1e29 (oneDNN at a huge learning rate) is as diverged as NaN."""
-    from fmnist_tl.callbacks import DivergenceGuard
+    from fmnist_tl.training.callbacks import DivergenceGuard
 
     guard = DivergenceGuard()
     guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))

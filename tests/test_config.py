@@ -160,7 +160,7 @@ def test_onednn_is_on_unless_the_environment_turns_it_off(env, expected):
     if env is not None:
         environ["TF_ENABLE_ONEDNN_OPTS"] = env
     code = (
-        "import os, fmnist_tl; from fmnist_tl.runtime import onednn; "
+        "import os, fmnist_tl; from fmnist_tl.tfenv import onednn; "
         "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], onednn())"
     )
     out = subprocess.run(

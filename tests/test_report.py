@@ -6,15 +6,20 @@ import csv
 import json
 import math
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import assert_png
 
-from fmnist_tl import report
 from fmnist_tl.classes import CLASS_NAMES
+from fmnist_tl.cli.render import comparison_markdown
 from fmnist_tl.errors import MissingFileError
+from fmnist_tl.evaluation import per_class_report
+from fmnist_tl.reporting import plots
+from fmnist_tl.reporting.runs import collect_runs, mean_std
+from fmnist_tl.training.runfolder import read_history
 
 HISTORY_COLUMNS = [
     "stage",
@@ -135,12 +140,12 @@ def runs(tmp_path: Path) -> Path:
 
 def test_read_history_types_and_plot(tmp_path: Path) -> None:
     write_history(tmp_path / "history.csv", {"head": 3, "finetune": 2})
-    rows = report.read_history(tmp_path / "history.csv")
+    rows = read_history(tmp_path / "history.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r["stage"] for r in rows] == ["head"] * 3 + ["finetune"] * 2
     assert isinstance(rows[0]["epoch"], int) and isinstance(rows[0]["val_loss"], float)
-    assert report._stage_boundary(np.array([1, 2, 3, 4, 5.0]), [r["stage"] for r in rows]) == 3.5
-    report.plot_history(rows, tmp_path / "history.png", title="run x")
+    assert plots._stage_boundary(np.array([1, 2, 3, 4, 5.0]), [r["stage"] for r in rows]) == 3.5
+    plots.plot_history(rows, tmp_path / "history.png", title="run x")
     assert_png(tmp_path / "history.png")
 
 
@@ -156,13 +161,13 @@ def test_plot_history_single_stage_without_validation(tmp_path: Path) -> None:
         }
         for e in (1, 2, 3)
     ]
-    report.plot_history(rows, tmp_path / "h.png")
+    plots.plot_history(rows, tmp_path / "h.png")
     assert_png(tmp_path / "h.png")
 
 
 def test_read_history_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError, match="nope.csv"):
-        report.read_history(tmp_path / "nope.csv")
+        read_history(tmp_path / "nope.csv")
 
 
 def test_per_class_report_hand_computed() -> None:
@@ -171,7 +176,7 @@ def test_per_class_report_hand_computed() -> None:
     y_pred = [0, 1, 1, 1, 0, 0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cm, rows = report.per_class_report(y_true, y_pred, num_classes=3)
+        cm, rows = per_class_report(y_true, y_pred, num_classes=3)
     np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 2, 0], [2, 0, 0]])
     expected = [(1 / 3, 1 / 2, 0.4, 2), (2 / 3, 1.0, 0.8, 2), (0.0, 0.0, 0.0, 2)]
     for row, (p, r, f1, support) in zip(rows, expected, strict=True):
@@ -184,7 +189,7 @@ def test_per_class_report_hand_computed() -> None:
 def test_per_class_report_uses_class_names_and_handles_absent_classes() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cm, rows = report.per_class_report([9, 9, 0], [9, 0, 0])
+        cm, rows = per_class_report([9, 9, 0], [9, 0, 0])
     assert cm.shape == (10, 10) and cm.sum() == 3
     assert [r["class"] for r in rows] == list(CLASS_NAMES)
     assert rows[9] == {
@@ -196,7 +201,7 @@ def test_per_class_report_uses_class_names_and_handles_absent_classes() -> None:
     }
     assert rows[3] == {"class": "Dress", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     with pytest.raises(ValueError, match="outside"):
-        report.per_class_report([10], [0])
+        per_class_report([10], [0])
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -204,9 +209,9 @@ def test_plot_confusion_matrix(tmp_path: Path, normalize: bool) -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 300)
     pred = np.where(rng.random(300) < 0.8, y, rng.integers(0, 10, 300))
-    cm, _ = report.per_class_report(y, pred)
+    cm, _ = per_class_report(y, pred)
     cm[3] = 0  # a class absent from the test set must not produce NaNs or warnings
-    report.plot_confusion_matrix(cm, tmp_path / "cm.png", normalize=normalize)
+    plots.plot_confusion_matrix(cm, tmp_path / "cm.png", normalize=normalize)
     assert_png(tmp_path / "cm.png")
 
 
@@ -217,41 +222,41 @@ def test_plot_misclassified(tmp_path: Path) -> None:
     y_pred = y_true.copy()
     y_pred[::3] = (y_pred[::3] + 1) % 10
     probs = rng.dirichlet(np.ones(10), 40)
-    report.plot_misclassified(images, y_true, y_pred, probs, tmp_path / "wrong.png", max_images=9)
+    plots.plot_misclassified(images, y_true, y_pred, probs, tmp_path / "wrong.png", max_images=9)
     assert_png(tmp_path / "wrong.png")
     # (N,) confidences and (N, 28, 28) images are accepted too
-    report.plot_misclassified(
+    plots.plot_misclassified(
         images[..., 0], y_true, y_pred, probs.max(axis=1), tmp_path / "wrong1d.png"
     )
     assert_png(tmp_path / "wrong1d.png")
-    report.plot_misclassified(
+    plots.plot_misclassified(
         images.astype(np.float32), y_true, y_true, probs, tmp_path / "none.png"
     )
     assert_png(tmp_path / "none.png")
 
 
 def test_mean_std() -> None:
-    assert report.mean_std([0.9]) == (0.9, 0.0)
+    assert mean_std([0.9]) == (0.9, 0.0)
     values = [0.90, 0.92, 0.935]
-    mean, std = report.mean_std(values)
+    mean, std = mean_std(values)
     assert mean == pytest.approx(np.mean(values))
     assert std == pytest.approx(np.std(values, ddof=1))
 
 
 def test_collect_runs_all(runs: Path) -> None:
-    rows = report.collect_runs(None, root=runs)
-    assert [r["run"] for r in rows] == ["rep-1", "cnn-a", "cnn-b", "rep-2"]
+    rows = collect_runs(None, root=runs)
+    assert [r.run for r in rows] == ["rep-1", "cnn-a", "cnn-b", "rep-2"]
     group = rows[0]
     accs, losses = [0.90, 0.92, 0.935], [0.30, 0.27, 0.22]
-    assert group["n"] == 3
-    assert group["accuracy"] == pytest.approx(np.mean(accs))
-    assert group["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
-    assert group["loss"] == pytest.approx(np.mean(losses))
-    assert group["loss_std"] == pytest.approx(np.std(losses, ddof=1))
-    assert group["wall_time_s"] == pytest.approx(11.0)
-    assert group["epochs"] == 5 and group["stages"] == "head+finetune"
+    assert group.n == 3
+    assert group.accuracy == pytest.approx(np.mean(accs))
+    assert group.accuracy_std == pytest.approx(np.std(accs, ddof=1))
+    assert group.loss == pytest.approx(np.mean(losses))
+    assert group.loss_std == pytest.approx(np.std(losses, ddof=1))
+    assert group.wall_time_s == pytest.approx(11.0)
+    assert group.epochs == 5 and group.stages == "head+finetune"
     single = rows[1]
-    assert single == {
+    assert asdict(single) == {
         "run": "cnn-a",
         "backbone": "simple_cnn",
         "input_size": 96,
@@ -267,8 +272,8 @@ def test_collect_runs_all(runs: Path) -> None:
         "wall_time_s": 12.34,
         "path": str(runs / "cnn-a"),
     }
-    assert rows[2]["stages"] == "head" and rows[2]["epochs"] == 4
-    assert rows[3]["epochs"] == 3.0  # members stopped at 2 and 4 epochs: the mean
+    assert rows[2].stages == "head" and rows[2].epochs == 4
+    assert rows[3].epochs == 3.0  # members stopped at 2 and 4 epochs: the mean
 
 
 def test_a_run_tested_with_the_flip_says_so(runs: Path) -> None:
@@ -276,41 +281,41 @@ def test_a_run_tested_with_the_flip_says_so(runs: Path) -> None:
     m = json.loads(metrics_path.read_text())
     m["test"].update(test_flip=True, accuracy_without_flip=0.88)
     metrics_path.write_text(json.dumps(m))
-    rows = {r["run"]: r for r in report.collect_runs(None, root=runs)}
-    assert rows["cnn-b"]["stages"] == "head, test flip"
-    assert rows["cnn-a"]["stages"] == "head+finetune"
-    assert "| head, test flip |" in report.compare_markdown(list(rows.values()))
+    rows = {r.run: r for r in collect_runs(None, root=runs)}
+    assert rows["cnn-b"].stages == "head, test flip"
+    assert rows["cnn-a"].stages == "head+finetune"
+    assert "| head, test flip |" in comparison_markdown(list(rows.values()))
 
 
 def test_collect_runs_patterns(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = report.collect_runs([str(runs / "cnn-*")], root=runs)
-    assert [r["run"] for r in rows] == ["cnn-a", "cnn-b"]
+    rows = collect_runs([str(runs / "cnn-*")], root=runs)
+    assert [r.run for r in rows] == ["cnn-a", "cnn-b"]
     # Run ids resolve under root; the same run twice is listed once.
-    rows = report.collect_runs(["cnn-b", "rep-2", str(runs / "cnn-b")], root=runs)
-    assert [r["run"] for r in rows] == ["cnn-b", "rep-2"]
+    rows = collect_runs(["cnn-b", "rep-2", str(runs / "cnn-b")], root=runs)
+    assert [r.run for r in rows] == ["cnn-b", "rep-2"]
     # Naming a run's metrics.json means its folder.
-    rows = report.collect_runs([str(runs / "cnn-a" / "metrics.json")], root=runs)
-    assert [r["run"] for r in rows] == ["cnn-a"]
+    rows = collect_runs([str(runs / "cnn-a" / "metrics.json")], root=runs)
+    assert [r.run for r in rows] == ["cnn-a"]
     # A relative glob works from the working directory, as typed in a shell.
     monkeypatch.chdir(runs.parent)
-    rows = report.collect_runs(["saved_models/rep-*"], root="saved_models")
-    assert [r["run"] for r in rows] == ["rep-1", "rep-2"]
-    assert rows[0]["n"] == 3 and rows[1]["n"] == 2
+    rows = collect_runs(["saved_models/rep-*"], root="saved_models")
+    assert [r.run for r in rows] == ["rep-1", "rep-2"]
+    assert rows[0].n == 3 and rows[1].n == 2
 
 
 def test_collect_runs_errors(runs: Path) -> None:
     with pytest.raises(MissingFileError, match="no-such-run"):
-        report.collect_runs(["cnn-a", "no-such-run*"], root=runs)
+        collect_runs(["cnn-a", "no-such-run*"], root=runs)
     (runs / "cnn-a" / "metrics.json").write_text("{not json")
     with pytest.raises(MissingFileError, match=r"cnn-a.metrics\.json"):
-        report.collect_runs(None, root=runs)
+        collect_runs(None, root=runs)
     with pytest.raises(MissingFileError, match="no runs"):
-        report.collect_runs(None, root=runs.parent / "empty")
+        collect_runs(None, root=runs.parent / "empty")
 
 
 def test_compare_markdown_and_plot(runs: Path, tmp_path: Path) -> None:
-    rows = report.collect_runs(None, root=runs)
-    table = report.compare_markdown(rows)
+    rows = collect_runs(None, root=runs)
+    table = comparison_markdown(rows)
     lines = table.strip().splitlines()
     assert len(lines) == 2 + len(rows)
     assert all(line.startswith("|") and line.endswith("|") for line in lines)
@@ -318,5 +323,5 @@ def test_compare_markdown_and_plot(runs: Path, tmp_path: Path) -> None:
     assert f"{np.mean(accs):.4f} ± {np.std(accs, ddof=1):.4f}" in lines[2]
     assert "| 0.9100 |" in lines[3] and "| 12.3 |" in lines[3] and "±" not in lines[3]
     assert "| 5.0 |" in lines[4]
-    report.plot_comparison(rows, tmp_path / "compare.png")
+    plots.plot_comparison(rows, tmp_path / "compare.png")
     assert_png(tmp_path / "compare.png")

@@ -26,12 +26,12 @@ from conftest import SMOKE
 from test_training import CNN, saved_backbone
 from typer.testing import CliRunner
 
-from fmnist_tl import resume
 from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
 from fmnist_tl.errors import Interrupted
-from fmnist_tl.interrupts import StopSignals
-from fmnist_tl.trainer import finetune, resume_run, train
+from fmnist_tl.training import runfolder, session
+from fmnist_tl.training.interrupts import StopSignals
+from fmnist_tl.training.trainer import finetune, resume_run, train
 
 runner = CliRunner()
 ARTIFACTS = {
@@ -190,7 +190,7 @@ def test_sigkill_after_epoch_2_resumes_through_both_stages(tmp_path, isolated):
 @contextlib.contextmanager
 def sigint_after_epoch(epoch: int):
     """Send ourselves SIGINT right after `epoch` is committed: the real handler, a known point."""
-    commit = resume.EpochCommit.on_epoch_end
+    commit = session.EpochCommit.on_epoch_end
 
     def on_epoch_end(self, e, logs=None):
         commit(self, e, logs)
@@ -198,7 +198,7 @@ def sigint_after_epoch(epoch: int):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(resume.EpochCommit, "on_epoch_end", on_epoch_end)
+        mp.setattr(session.EpochCommit, "on_epoch_end", on_epoch_end)
         yield
 
 
@@ -219,7 +219,7 @@ def assert_same_run(resumed, reference) -> None:
     np.testing.assert_allclose(
         [r["learning_rate"] for r in rows], [r["learning_rate"] for r in ref], rtol=1e-5
     )
-    a, b = resumed.metrics, reference.metrics
+    a, b = resumed.metrics.to_dict(), reference.metrics.to_dict()
     assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=0.011)
     assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], rel=1e-3, abs=1e-5)
     assert [s["best_epoch"] for s in a["stages"]] == [s["best_epoch"] for s in b["stages"]]
@@ -244,7 +244,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, isolated, setup, sto
     config = load_config(SMOKE, [*isolated, *EXACT, *setup])
     reference = train(config)
     run = interrupted(lambda: train(config), stop_at)
-    assert resume.RunState.load(run).epochs_done == stop_at
+    assert runfolder.RunState.load(run).epochs_done == stop_at
     assert_same_run(resume_run(run), reference)
 
 
@@ -254,7 +254,7 @@ def test_cached_feature_head_resumes_with_its_own_optimizer(tmp_path, isolated):
         None, [*isolated, *CNN, *EXACT, f"model.weights={weights}", "train.epochs=4"]
     )
     reference = train(config)
-    assert "feature_cache" in reference.metrics["stages"][0]
+    assert "feature_cache" in reference.metrics.to_dict()["stages"][0]
     run = interrupted(lambda: train(config), 2)
     assert {"last_head.keras", "best.keras"} <= {p.name for p in run.iterdir()}
     assert_same_run(resume_run(run), reference)
@@ -292,8 +292,8 @@ def test_interrupted_finetune_resumes_as_a_finetune_run(tmp_path, isolated):
     assert run.name.startswith("smoke-finetune-")
     result = resume_run(run.name, root=run.parent)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
-    assert [s["name"] for s in result.metrics["stages"]] == ["finetune"]
-    assert result.metrics["weights_used"] == f"model {first.model_path}"
+    assert [s["name"] for s in result.metrics.to_dict()["stages"]] == ["finetune"]
+    assert result.metrics.to_dict()["weights_used"] == f"model {first.model_path}"
 
 
 def test_signals_ask_for_a_safe_stop_then_stop_at_once():

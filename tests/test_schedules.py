@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import SMOKE
 
-from fmnist_tl.callbacks import plateau_callback
 from fmnist_tl.config import load_config
-from fmnist_tl.model import learning_rate
-from fmnist_tl.trainer import train
+from fmnist_tl.training.callbacks import plateau_callback
+from fmnist_tl.training.optim import learning_rate
+from fmnist_tl.training.trainer import train
 
 
 def lr_at(schedule, step: int) -> float:

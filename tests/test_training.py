@@ -16,7 +16,7 @@ from conftest import SMOKE
 
 from fmnist_tl.config import load_config
 from fmnist_tl.model import build_model
-from fmnist_tl.trainer import finetune, train
+from fmnist_tl.training.trainer import finetune, train
 
 BN_STATS = ("moving_mean", "moving_variance")
 
@@ -61,7 +61,7 @@ def test_stage1_leaves_every_backbone_weight_and_bn_statistic_unchanged(tmp_path
         ],
     )
     result = train(config)
-    stage = result.metrics["stages"][0]
+    stage = result.metrics.to_dict()["stages"][0]
     assert stage["name"] == "head" and stage["epochs_run"] >= 1
     assert ("feature_cache" in stage) == (cache == "auto")
     model = keras.models.load_model(result.model_path)
@@ -70,7 +70,7 @@ def test_stage1_leaves_every_backbone_weight_and_bn_statistic_unchanged(tmp_path
     assert any(any(s in k for s in BN_STATS) for k in after)
     for key in before:
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
-    assert result.metrics["weights_used"].startswith("file ")
+    assert result.metrics.to_dict()["weights_used"].startswith("file ")
 
 
 def test_stage2_changes_only_layers_from_unfreeze_from_and_no_bn_statistic(tmp_path, isolated):
@@ -86,7 +86,7 @@ def test_stage2_changes_only_layers_from_unfreeze_from_and_no_bn_statistic(tmp_p
         learning_rate=0.01,
         overrides=["train.patience=null"],
     )
-    assert [s["name"] for s in second.metrics["stages"]] == ["finetune"]
+    assert [s["name"] for s in second.metrics.to_dict()["stages"]] == ["finetune"]
     assert second.run_dir != first.run_dir
     model = keras.models.load_model(second.model_path)
     after = backbone_weights(model)
@@ -125,7 +125,7 @@ def test_cached_and_streaming_paths_train_the_same_head(tmp_path, isolated):
         heads[cache] = [
             w.numpy() for n in ("head_dense", "predictions") for w in model.get_layer(n).weights
         ]
-        heads[cache + "_acc"] = result.metrics["test"]["accuracy"]
+        heads[cache + "_acc"] = result.metrics.to_dict()["test"]["accuracy"]
     for a, b in zip(heads["auto"], heads["off"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert heads["auto_acc"] == pytest.approx(heads["off_acc"], abs=0.011)
@@ -134,11 +134,11 @@ def test_cached_and_streaming_paths_train_the_same_head(tmp_path, isolated):
 def test_feature_cache_is_reused_and_keyed(tmp_path, isolated):
     weights, _ = saved_backbone(tmp_path, *CNN)
     base = [*isolated, *CNN, f"model.weights={weights}", "train.epochs=1"]
-    stages = [train(load_config(None, base)).metrics["stages"][0] for _ in range(2)]
+    stages = [train(load_config(None, base)).metrics.to_dict()["stages"][0] for _ in range(2)]
     assert [s["feature_cache"] for s in stages] == ["miss", "hit"]
     # Anything the features depend on changes the key: no stale reuse.
     for change in ("model.resize_method=nearest", "data.train_limit=300", "model.input_size=32"):
-        stage = train(load_config(None, [*base, change])).metrics["stages"][0]
+        stage = train(load_config(None, [*base, change])).metrics.to_dict()["stages"][0]
         assert stage["feature_cache"] == "miss", change
 
 
@@ -146,7 +146,7 @@ def test_random_frozen_backbone_is_not_the_default(tmp_path, isolated):
     """weights: none trains the backbone from scratch (DESIGN.md: frozen random is useless)."""
     config = load_config(None, [*isolated, *CNN, "model.weights=none", "train.epochs=1"])
     result = train(config)
-    assert "feature_cache" not in result.metrics["stages"][0]
+    assert "feature_cache" not in result.metrics.to_dict()["stages"][0]
     built = build_model(config)
     before = backbone_weights(built.model)
     after = backbone_weights(keras.models.load_model(result.model_path))

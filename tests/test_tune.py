@@ -175,7 +175,7 @@ def test_diverged_trial_is_recorded_and_the_search_goes_on(tmp_path, isolated):
     loss = float(diverged["message"].split("became ")[1].split()[0])
     assert not loss <= 1e6, diverged["message"]  # NaN, inf, or finite but exploded
     assert ok["feature_cache"] is None and not board["features"]
-    assert len(seen) == 2 and result.best["trial"] == ok["trial"]
+    assert len(seen) == 2 and result.best.trial == ok["trial"]
     rows = md_rows(result.tune_dir / "leaderboard.md")
     assert [r["status"] for r in rows] == ["ok", "diverged"]
 
@@ -251,11 +251,12 @@ def test_head_only_trials_build_the_backbone_once_and_match_fmnist_train(
     still what `fmnist train` gives for stage 1 of the same values."""
     import csv
 
-    from fmnist_tl import tune, tuning
+    from fmnist_tl import tune
+    from fmnist_tl.training import stage1
 
     builds = []
-    real_build = tuning.build_model
-    monkeypatch.setattr(tuning, "build_model", lambda c: builds.append(c) or real_build(c))
+    real_build = stage1.build_model
+    monkeypatch.setattr(stage1, "build_model", lambda c: builds.append(c) or real_build(c))
     space = {"model.head.units": [16, 32, 64], "train.learning_rate": [0.003, 0.01]}
     config = search_config(tmp_path, space, epochs=None)
     result = tune(load_config(config, isolated), 3)

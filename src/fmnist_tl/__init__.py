@@ -8,59 +8,33 @@ prints them.
 
 from __future__ import annotations
 
-import os
+import importlib
 from typing import Any
 
-# Before TensorFlow is imported: use its oneDNN CPU kernels. TensorFlow enables them by default
-# only on some x86 CPUs; on this project's 2-core AMD VM they trained cnn_best 1.5x faster (best
-# of three alternating runs, scripts/bench_onednn.py; README, "Speed and memory").
-# TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from . import tfenv  # noqa: F401  (first: TensorFlow's environment, before anything loads it)
+from ._version import __version__
 
-__version__ = "0.1.0"
+# Lazy: `fmnist --help` and config validation must not pay for importing TensorFlow.
+_API = {
+    "load_config": "config",
+    "train": "training.trainer",
+    "finetune": "training.trainer",
+    "resume_run": "training.trainer",
+    "evaluate": "evaluation",
+    "run_repeated": "repeat",
+    "compare_runs": "reporting.runs",
+    "predict_images": "predict",
+    "tune": "tuning",
+}
 
-__all__ = [
-    "__version__",
-    "load_config",
-    "train",
-    "finetune",
-    "resume_run",
-    "evaluate",
-    "run_repeated",
-    "compare_runs",
-    "predict_images",
-    "tune",
-]
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `fmnist --help` and config validation must not pay for importing TensorFlow.
-    if name == "load_config":
-        from .config import load_config
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return load_config
-    if name in ("train", "finetune", "resume_run"):
-        from . import trainer as _train
 
-        return getattr(_train, name)
-    if name == "evaluate":
-        from .evaluation import evaluate
-
-        return evaluate
-    if name == "run_repeated":
-        from .repeat import run_repeated
-
-        return run_repeated
-    if name == "compare_runs":
-        from .compare import compare_runs
-
-        return compare_runs
-    if name == "predict_images":
-        from .predict import predict_images
-
-        return predict_images
-    if name == "tune":
-        from .tuning import tune
-
-        return tune
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

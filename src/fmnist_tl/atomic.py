@@ -7,6 +7,7 @@ until `os.replace` swaps in the new one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -67,6 +68,15 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
     """Let `writer` fill a temporary path (e.g. `model.save`), then rename it into place."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import MissingFileError
+from .errors import MissingFileError, first_line
 
 Normalization = Literal["tf", "caffe", "unit"]
 
@@ -200,14 +200,14 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
         except Exception as exc:  # h5py/Keras raise many types for a bad file
             raise MissingFileError(
                 f"model.weights: cannot load {weights!r} into {spec.name} at {size}x{size}: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from None
         return backbone, f"file {path.resolve()}", True
     try:
         return build_backbone(spec, size, "imagenet", model_cfg), "imagenet", True
     except Exception as exc:  # Keras raises a bare Exception on URL fetch failure
         file = imagenet_weights_file(spec, size)
-        reason = _first_line(exc)
+        reason = first_line(exc)
         if not model_cfg.allow_random_weights:
             raise MissingFileError(
                 f"ImageNet weights for {spec.name} could not be loaded ({reason}); put "
@@ -226,8 +226,3 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
         "none (random init: ImageNet weights unavailable, allow_random_weights)",
         False,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

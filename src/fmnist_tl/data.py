@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .classes import CLASS_NAMES
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:  # importing TensorFlow costs seconds; `fmnist data info` never needs it
     import tensorflow as tf
@@ -109,8 +109,7 @@ def load_fashion_mnist(
         try:
             return _keras_download()
         except Exception as e:  # no internet, proxy, disk full: all mean "not available"
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            tried.append(f"Keras download (failed: {type(e).__name__}: {first})")
+            tried.append(f"Keras download (failed: {type(e).__name__}: {first_line(e)[:200]})")
     raise DataError(f"Fashion-MNIST not found; tried: {'; '.join(tried)}. {_HOW_TO_FIX}")
 
 

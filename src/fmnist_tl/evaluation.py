@@ -1,9 +1,14 @@
-"""Test-set evaluation of a saved model: accuracy, loss, per-class report, confusion matrix."""
+"""Test-set evaluation of a saved model: accuracy, loss, per-class report, confusion matrix.
+
+`per_class_report` is the one place precision/recall/F1 are computed; the pictures come from
+`reporting.plots`.
+"""
 
 from __future__ import annotations
 
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +17,9 @@ import numpy as np
 
 from . import atomic, data
 from .classes import CLASS_NAMES
-from .errors import ConfigError, MissingFileError
+from .errors import ConfigError, MissingFileError, first_line
 from .inference import infer
-from .report import per_class_report, plot_confusion_matrix, plot_misclassified
+from .reporting.plots import plot_confusion_matrix, plot_misclassified
 
 EXPECTED_INPUT = (None, 28, 28, 1)
 
@@ -29,8 +34,7 @@ def load_classifier(path: str | Path) -> keras.Model:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MissingFileError(f"{path}: cannot load the model: {first}") from None
+        raise MissingFileError(f"{path}: cannot load the model: {first_line(exc)}") from None
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     if shape != EXPECTED_INPUT or tuple(model.output_shape) != (None, len(CLASS_NAMES)):
         raise ConfigError(
@@ -53,9 +57,9 @@ def saved_test_flip(model_path: str | Path) -> bool:
     try:
         return load_config(found).augment.test_flip
     except ConfigError as exc:
-        first = str(exc).splitlines()[0]
         print(
-            f"note: no test-time flip: {first}; pass --test-flip or --no-test-flip to choose",
+            f"note: no test-time flip: {first_line(exc)}; "
+            "pass --test-flip or --no-test-flip to choose",
             file=sys.stderr,
         )
         return False
@@ -104,6 +108,36 @@ def evaluate_arrays(
         "predictions": pred,
         "probabilities": probs,
     }
+
+
+def per_class_report(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, num_classes: int = 10
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Confusion matrix (rows true, columns predicted) and precision/recall/F1/support per class.
+
+    Undefined ratios (a class never predicted, or absent from y_true) are reported as 0.0, like
+    scikit-learn's zero_division=0, without numpy division warnings.
+    """
+    t = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(y_pred, dtype=np.int64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    for name, arr in (("y_true", t), ("y_pred", p)):
+        if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+            raise ValueError(f"{name} holds labels outside 0..{num_classes - 1}")
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (t, p), 1)
+    report = []
+    for k in range(num_classes):
+        tp, predicted, support = int(cm[k, k]), int(cm[:, k].sum()), int(cm[k, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        name = CLASS_NAMES[k] if num_classes == len(CLASS_NAMES) else str(k)
+        report.append(
+            {"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support}
+        )
+    return cm, report
 
 
 def write_evaluation(

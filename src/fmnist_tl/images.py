@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fmnist_tl import atomic
-from fmnist_tl.errors import MissingFileError
+from fmnist_tl.errors import MissingFileError, first_line
 
 SIZE = 28
 # Border pixels within this many grey levels of the background count as background when
@@ -95,8 +95,7 @@ def _reason(exc: Exception) -> str:
         return "permission denied"
     if isinstance(exc, UnidentifiedImageError):
         return "unknown or corrupt image format"
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc)
 
 
 def _flatten(img: Image.Image) -> Image.Image:

@@ -19,7 +19,6 @@ from .config import Config
 from .errors import ConfigError
 
 INPUT_SHAPE = (28, 28, 1)
-FEATURE_STEPS_PER_EXECUTION = 32  # see compile_model
 
 
 @dataclass
@@ -242,66 +241,14 @@ def layer_prefixes(backbone: keras.Model) -> list[str]:
     return list(seen)
 
 
-def _optimizer(config: Config, learning_rate: Any) -> keras.optimizers.Optimizer:
-    t = config.train
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=0.9, nesterov=True, weight_decay=t.weight_decay or None
-        )
-    return keras.optimizers.Adam(learning_rate, weight_decay=t.weight_decay or None)
+def freeze_for_stage1(config: Config, built: Built) -> bool:
+    """Freeze the backbone for stage 1 as configured; return whether it is frozen.
 
-
-def learning_rate(config: Config, stage: str, steps_per_epoch: int) -> Any:
-    """The stage's learning rate: a number, or a schedule stepped by the optimizer.
-
-    Schedules count optimizer steps, which are saved with the optimizer, so a resumed run
-    carries on at the right point of its warmup or cosine curve.
+    A pretrained backbone is frozen and a from-scratch one trains whole, unless
+    model.freeze_backbone says otherwise (a frozen random backbone outputs near-constant
+    features: DESIGN.md).
     """
-    s = config.train if stage == "head" else config.finetune
-    warmup = round(s.warmup_epochs * steps_per_epoch)
-    if s.schedule == "cosine":
-        total = max(1, s.epochs * steps_per_epoch - warmup)
-        return keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else s.learning_rate,
-            decay_steps=total,
-            alpha=s.min_learning_rate / s.learning_rate,
-            warmup_target=s.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    if warmup:  # constant after a linear warmup: a cosine that does not decay (alpha 1)
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=1, alpha=1.0, warmup_target=s.learning_rate, warmup_steps=warmup
-        )
-    return s.learning_rate  # constant, or plateau (ReduceLROnPlateau lowers this variable)
-
-
-def compile_model(
-    model: keras.Model,
-    config: Config,
-    stage: str,
-    steps_per_epoch: int,
-    *,
-    on_features: bool = False,
-) -> None:
-    """Compile for `stage` ("head" or "finetune") with its learning rate and schedule.
-
-    A head trained on cached features (`on_features`) runs FEATURE_STEPS_PER_EXECUTION steps
-    per call into TensorFlow: its steps take milliseconds, so per-step dispatch and callback
-    overhead would otherwise be a large share of them. The steps themselves are unchanged.
-    """
-    t = config.train
-    loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-        if t.label_smoothing > 0
-        else keras.losses.SparseCategoricalCrossentropy()
-    )
-    steps = config.runtime.steps_per_execution
-    model.compile(
-        optimizer=_optimizer(config, learning_rate(config, stage, steps_per_epoch)),
-        loss=loss,
-        metrics=["accuracy"],
-        jit_compile=config.runtime.jit_compile,
-        steps_per_execution=max(steps, FEATURE_STEPS_PER_EXECUTION) if on_features else steps,
-    )
+    m = config.model
+    frozen = m.freeze_backbone if m.freeze_backbone is not None else built.pretrained
+    set_backbone_trainable(built.backbone, not frozen, built.pretrained)
+    return frozen

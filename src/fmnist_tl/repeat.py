@@ -4,7 +4,7 @@ One run on Fashion-MNIST says little: seeds alone move test accuracy by a few te
 percent, as much as many of the choices people compare. `run_repeated` trains the same config
 once per seed (each a normal run folder under output.dir) and writes a group folder beside them:
 
-    <output.dir>/<name>-x<N>-<timestamp>/repeat.json   (read by `report.collect_runs`)
+    <output.dir>/<name>-x<N>-<timestamp>/repeat.json   (read by `reporting.runs.collect_runs`)
     <output.dir>/<name>-x<N>-<timestamp>/repeat.md     (the same numbers as a Markdown table)
 
 The group folder is written only after every run finished, so it never names a missing run.
@@ -13,14 +13,19 @@ The group folder is written only after every run finished, so it never names a m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import atomic
-from .config import Config
-from .errors import ConfigError, MissingFileError
-from .report import mean_std
+from .cli.render import repeat_markdown
+from .errors import ConfigError
+from .reporting.runs import mean_std
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .training.trainer import RunResult
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeding accept 0 .. 2**32 - 1
 MIN_RUNS = 2  # with one run the spread is unknown; mean_std would report a misleading 0.0
@@ -74,108 +79,102 @@ def check_seeds(seeds: Sequence[int], what: str = "seeds") -> list[int]:
     return seeds
 
 
+@dataclass
+class RepeatRun:
+    """One member run of a group, as repeat.json's per_run lists it."""
+
+    run_id: str
+    seed: int
+    accuracy: float  # test
+    loss: float
+    wall_time_s: float
+
+
+@dataclass
+class RepeatSummary:
+    """A finished group: what repeat.json holds (`to_dict`), and where it lies."""
+
+    group_dir: Path
+    config_name: str
+    created: str
+    per_run: list[RepeatRun]
+    accuracy: tuple[float, float]  # mean and sample std of the runs' test accuracy
+    loss: tuple[float, float]
+
+    @property
+    def group_id(self) -> str:
+        return self.group_dir.name
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.per_run]
+
+    @property
+    def n(self) -> int:
+        return len(self.per_run)
+
+    @property
+    def json_path(self) -> Path:
+        return self.group_dir / "repeat.json"
+
+    @property
+    def markdown_path(self) -> Path:
+        return self.group_dir / "repeat.md"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "config_name": self.config_name,
+            "created": self.created,
+            # Member run folders sit beside this group folder, in output.dir, as train() left them.
+            "runs": [r.run_id for r in self.per_run],
+            "seeds": self.seeds,
+            "n": self.n,
+            "std_ddof": 1,  # sample standard deviation: the spread a new seed would show
+            "accuracy": dict(zip(("mean", "std"), self.accuracy, strict=True)),
+            "loss": dict(zip(("mean", "std"), self.loss, strict=True)),
+            "per_run": [asdict(r) for r in self.per_run],
+        }
+
+
 def run_repeated(
     config: Config,
     seeds: Sequence[int],
     *,
-    on_run: Callable[[int, int, Any], None] | None = None,
-) -> dict[str, Any]:
+    on_run: Callable[[int, int, RunResult], None] | None = None,
+) -> RepeatSummary:
     """Train `config` once per seed, then write repeat.json and repeat.md in a group folder.
 
     Args:
         config: the experiment; it is not modified (each run gets a copy with its seed).
         seeds: two or more distinct seeds.
         on_run: called as on_run(index, seed, RunResult) after each run, e.g. to print progress.
-
-    Returns the content of repeat.json plus "group_dir", "json_path" and "markdown_path".
     """
     # Imported here so that option errors are reported without paying for TensorFlow.
-    from .trainer import train
+    from .training.runfolder import new_folder
+    from .training.trainer import train
 
     seeds = check_seeds(seeds)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     per_run = []
     for i, seed in enumerate(seeds):
         run_config = config.model_copy(deep=True)
         run_config.seed = seed  # validated assignment
         result = train(run_config)
-        per_run.append(
-            {
-                "run_id": result.run_id,
-                "seed": seed,
-                "accuracy": float(result.metrics["test"]["accuracy"]),
-                "loss": float(result.metrics["test"]["loss"]),
-                "wall_time_s": float(result.metrics["wall_time_s"]),
-            }
-        )
+        m = result.metrics
+        scores = (float(m.test.accuracy), float(m.test.loss), float(m.wall_time_s))
+        per_run.append(RepeatRun(result.run_id, seed, *scores))
         if on_run is not None:
             on_run(i, seed, result)
 
-    acc_mean, acc_std = mean_std([r["accuracy"] for r in per_run])
-    loss_mean, loss_std = mean_std([r["loss"] for r in per_run])
-    group_dir = _new_group_dir(
-        Path(config.output.dir), f"{config.output.name}-x{len(seeds)}-{stamp}"
+    name = f"{config.output.name}-x{len(seeds)}"
+    summary = RepeatSummary(
+        group_dir=new_folder(Path(config.output.dir), name, what="group"),
+        config_name=config.output.name,
+        created=datetime.now().isoformat(timespec="seconds"),
+        per_run=per_run,
+        accuracy=mean_std([r.accuracy for r in per_run]),
+        loss=mean_std([r.loss for r in per_run]),
     )
-    summary: dict[str, Any] = {
-        "group_id": group_dir.name,
-        "config_name": config.output.name,
-        "created": datetime.now().isoformat(timespec="seconds"),
-        # Member run folders sit beside this group folder, in output.dir, as train() left them.
-        "runs": [r["run_id"] for r in per_run],
-        "seeds": list(seeds),
-        "n": len(per_run),
-        "std_ddof": 1,  # sample standard deviation: the spread a new seed would show
-        "accuracy": {"mean": acc_mean, "std": acc_std},
-        "loss": {"mean": loss_mean, "std": loss_std},
-        "per_run": per_run,
-    }
-    json_path, md_path = group_dir / "repeat.json", group_dir / "repeat.md"
-    atomic.write_json(json_path, summary)
-    atomic.write_text(md_path, repeat_markdown(summary))
-    return {
-        **summary,
-        "group_dir": str(group_dir),
-        "json_path": str(json_path),
-        "markdown_path": str(md_path),
-    }
-
-
-def repeat_markdown(summary: dict[str, Any]) -> str:
-    """Markdown: one row per run, then the mean ± sample std row."""
-    acc, loss = summary["accuracy"], summary["loss"]
-    wall = sum(r["wall_time_s"] for r in summary["per_run"]) / len(summary["per_run"])
-    lines = [
-        f"# {summary['group_id']}",
-        "",
-        f"Config `{summary['config_name']}`, {len(summary['per_run'])} runs with seeds "
-        f"{', '.join(str(s) for s in summary['seeds'])}; ± is the sample standard deviation.",
-        "",
-        "| run | seed | test accuracy | test loss | wall time (s) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in summary["per_run"]:
-        lines.append(
-            f"| {r['run_id']} | {r['seed']} | {r['accuracy']:.4f} | {r['loss']:.4f} "
-            f"| {r['wall_time_s']:.1f} |"
-        )
-    lines.append(
-        f"| **mean ± std** | | {acc['mean']:.4f} ± {acc['std']:.4f} "
-        f"| {loss['mean']:.4f} ± {loss['std']:.4f} | {wall:.1f} |"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def _new_group_dir(root: Path, base: str) -> Path:
-    """A fresh folder <root>/<base>[-k]; never reuses an existing one."""
-    for n in range(1, 1000):
-        folder = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise MissingFileError(
-                f"output.dir: cannot write the group folder in {root}: {exc.strerror}"
-            ) from None
-    raise MissingFileError(f"output.dir: too many groups named {base} in {root}")
+    atomic.write_json(summary.json_path, summary.to_dict())
+    atomic.write_text(summary.markdown_path, repeat_markdown(summary))
+    return summary

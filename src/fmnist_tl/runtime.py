@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .config import Config
 
 
@@ -76,18 +77,11 @@ def verbosity(config: Config) -> int:
     return {"bar": 1, "epoch": 2, "silent": 0}[mode]
 
 
-def onednn() -> bool:
-    """Whether TensorFlow's oneDNN CPU kernels are on (fmnist_tl turns them on unless told)."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") not in ("0", "false", "False")
-
-
 def versions() -> dict[str, str]:
     import platform
 
     import keras
     import tensorflow as tf
-
-    from . import __version__
 
     return {
         "fmnist_tl": __version__,

@@ -1,17 +1,15 @@
-"""The experiment config: schema with defaults, YAML loading, --set overrides, validation.
+"""The config schema: every section, its defaults and what each value may be.
 
-Defaults live here, YAML files change only what differs, `--set key.path=value` overrides
-both. The whole config is checked before any heavy work; every error is one line that names
-the key path, the value received and what is allowed.
+Defaults live here (each with a one-line comment); YAML files and `--set` change only what
+differs. The sections check their own values and the cross-field rules of one config; the
+schema also answers the two questions everyone else asks about it: which field sits at a dotted
+key path (`field_annotation`) and how a validation error reads as one line (`describe`), so the
+loader and the tune-space checks word errors the same way. The tune.space grammar is not
+checked here: it is a rule of tuning (`space.py`), run when a config is loaded.
 """
 
 from __future__ import annotations
 
-import copy
-import types
-import typing
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -24,8 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from .backbones import BACKBONES
-from .errors import ConfigError
+from ..backbones import BACKBONES
+from ..errors import ConfigError
+from ..records import FINETUNE, HEAD
 
 BackboneName = Literal["mobilenet_v2", "resnet50", "vgg16", "cnn", "dense"]
 ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
@@ -227,7 +226,7 @@ class TuneConfig(_Section):
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"  # maximised / minimised
     epochs: int | None = Field(None, ge=1)  # stage-1 epochs per trial; None = train.epochs
     # Dotted config key -> a list of choices, or a range {min, max, step?, log?}: floats for a
-    # float key, integers for an integer key. Checked against the schema when loaded.
+    # float key, integers for an integer key. Checked against the schema when loaded (space.py).
     space: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("space", mode="before")
@@ -268,23 +267,13 @@ class Config(_Section):
             self.finetune.unfreeze_from = spec.default_unfreeze
         return self
 
-    @model_validator(mode="after")
-    def _check_tune_space(self) -> Config:
-        """Every tune.space key is a tunable field, and every value it can take validates."""
-        search_space(self)
-        return self
-
-    @property
-    def pretrained(self) -> bool:
-        """Whether the backbone starts from trained weights (ImageNet or a file)."""
-        return self.model.weights != "none"
-
-    @property
-    def frozen_stage1(self) -> bool:
-        """Whether stage 1 keeps the backbone frozen (see ModelConfig.freeze_backbone)."""
-        if self.model.freeze_backbone is not None:
-            return self.model.freeze_backbone
-        return self.pretrained and BACKBONES[self.model.backbone].pretrained
+    def schedule(self, stage: str) -> TrainConfig | FinetuneConfig:
+        """The section that schedules `stage`: train for the head stage, finetune for stage 2."""
+        if stage == HEAD:
+            return self.train
+        if stage == FINETUNE:
+            return self.finetune
+        raise ValueError(f"unknown stage {stage!r}; expected {HEAD!r} or {FINETUNE!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -293,82 +282,16 @@ class Config(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def config_beside(model_path: Path) -> Path | None:
-    """The resolved config saved with a model: <stem>.config.yaml, else config.yaml, else None."""
-    for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / "config.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Defaults -> YAML file -> `key.path=value` overrides, validated as a whole."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        raw = _read_yaml(path)
-    for item in overrides or []:
-        _apply_override(raw, item)
-    config = validate(raw, source)
-    if config.output.name is None:
-        config.output.name = Path(path).stem if path is not None else "default"
-    return config
-
-
-def validate(raw: dict[str, Any], source: str = "config") -> Config:
+def parse(raw: dict[str, Any]) -> Config:
+    """`raw` validated against the schema; ConfigError with the one-line `describe` wording."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
+        raise ConfigError(describe(exc)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass the path to a YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of sections "
-            f"({', '.join(Config.model_fields)}), got {type(data).__name__}"
-        )
-    return data
-
-
-def _apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set `key.path=value` in the raw dict, typed by the schema field it names."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.epochs=5")
-    parts = key.split(".")
-    annotation = _field_annotation(parts, item)
-    # Strings stay verbatim ("none", "1e-3" as a name); everything else is parsed as YAML.
-    value: Any = text if _is_str_field(annotation) else _yaml_scalar(text, item)
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _field_annotation(parts: list[str], item: str, label: str | None = None) -> Any:
-    """The schema annotation at a dotted key path; `label` prefixes errors (default: --set)."""
-    label = label or f"--set {item!r}"
+def field_annotation(parts: list[str], label: str) -> Any:
+    """The schema annotation at a dotted key path; `label` starts each error (e.g. --set 'x=1')."""
     model: type[BaseModel] = Config
     for depth, part in enumerate(parts):
         fields = model.model_fields
@@ -388,25 +311,7 @@ def _field_annotation(parts: list[str], item: str, label: str | None = None) -> 
     return annotation
 
 
-def _is_str_field(annotation: Any) -> bool:
-    """str, str | None, or a Literal of strings: YAML must not turn "off" into False."""
-    if annotation is str:
-        return True
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin is Literal:
-        return all(isinstance(a, str) for a in args)
-    return origin in (typing.Union, types.UnionType) and len(args) == 1 and _is_str_field(args[0])
-
-
-def _yaml_scalar(text: str, item: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {item!r}: cannot parse the value {text!r}") from None
-
-
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError) -> str:
     """One line for the first error: key path, what was received, what is allowed."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
@@ -429,186 +334,3 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
             return []
         model = field.annotation
     return list(getattr(model, "model_fields", {}))
-
-
-# tune.space: what a search may change. Keys under these are errors, with the reason.
-UNTUNABLE = {
-    "tune": "they are the search's own settings",
-    "data": "the data and its validation split are what every trial is scored on",
-    "output": "they say where results go, not how the model learns",
-    "runtime": "they change speed, not the model",
-    "seed": "picking the luckiest seed measures noise, not a better setting",
-    "finetune": "trials score stage 1 only, so stage-2 settings never change a score",
-}
-RANGE_KEYS = ("min", "max", "step", "log")
-
-
-@dataclass(frozen=True)
-class SearchDim:
-    """One tune.space entry: a choice among values, or an integer or float range."""
-
-    key: str  # dotted config key, e.g. model.head.units
-    kind: Literal["choice", "int", "float"]
-    values: tuple[Any, ...] = ()  # choice: YAML values, any type the key accepts
-    low: float = 0.0  # ranges: min and max, both included (a float range never hits max)
-    high: float = 0.0
-    step: float | None = None
-    log: bool = False  # sample uniformly in log space
-
-
-def search_space(config: Config) -> list[SearchDim]:
-    """tune.space, parsed and checked: each choice and each end of each range must validate
-    in place in this config, typed exactly as `--set` types a value."""
-    dims = []
-    for key, spec in config.tune.space.items():
-        dim = _search_dim(str(key), spec)
-        if dim.kind == "choice":
-            samples = [("choice", value) for value in dim.values]
-        else:
-            cast = int if dim.kind == "int" else float
-            samples = [("min", cast(dim.low)), ("max", cast(dim.high))]
-        for label, value in samples:
-            try:
-                apply_values(config, {dim.key: value}, keep_tune=False)
-            except ConfigError as exc:
-                raise ValueError(
-                    f"tune.space: {dim.key}: {label} {value!r} is not accepted ({exc}); "
-                    "search only values the key accepts"
-                ) from None
-        dims.append(dim)
-    if config.tune.epochs is not None and "train.epochs" in config.tune.space:
-        raise ValueError(
-            "tune.epochs: train.epochs is tuned in tune.space, so tune.epochs must be null "
-            "(the sampled train.epochs is each trial's epoch count)"
-        )
-    return dims
-
-
-def check_search(config: Config, trials: int | None = None) -> int:
-    """How many trials `fmnist tune` runs; ConfigError when this config cannot be searched."""
-    if not config.tune.space:
-        raise ConfigError(
-            "tune.space is empty, so there is nothing to search; add a tune: section with keys "
-            "to search, e.g. `space: {model.head.dropout: {min: 0.0, max: 0.5}}` (README: Tuning)"
-        )
-    if config.data.val_split == 0:
-        raise ConfigError(
-            "data.val_split: 0 leaves no validation split, and tune scores every trial on it; "
-            "set data.val_split above 0 (e.g. 0.1)"
-        )
-    if config.runtime.distribute != "none":
-        raise ConfigError(
-            f"runtime.distribute: {config.runtime.distribute!r}: fmnist tune runs its trials in "
-            "one process; set runtime.distribute=none"
-        )
-    n = config.tune.trials if trials is None else trials
-    if n < 1:
-        raise ConfigError(f"--trials {n}: run at least 1 trial")
-    return n
-
-
-def apply_values(config: Config, values: dict[str, Any], *, keep_tune: bool = True) -> Config:
-    """A copy of `config` with dotted-key values set, validated as a whole (ConfigError).
-
-    A tuned backbone brings its own input_size and unfreeze_from unless the config had moved
-    them off the old backbone's defaults.
-    """
-    raw = config.to_dict()
-    if not keep_tune:
-        raw.pop("tune", None)
-    backbone = values.get("model.backbone", config.model.backbone)
-    if backbone != config.model.backbone and config.model.backbone in BACKBONES:
-        old = BACKBONES[config.model.backbone]
-        if raw["model"]["input_size"] == old.default_size:
-            raw["model"]["input_size"] = None
-        if raw["finetune"]["unfreeze_from"] == old.default_unfreeze:
-            raw["finetune"]["unfreeze_from"] = None
-    for key, value in values.items():
-        *parents, last = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[last] = copy.deepcopy(value)
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _search_dim(key: str, spec: Any) -> SearchDim:
-    where = f"tune.space: {key}"
-    parts = key.split(".")
-    if parts[0] in UNTUNABLE:
-        what = "seed" if parts[0] == "seed" else f"{parts[0]}.* keys"
-        raise ValueError(
-            f"{where}: {what} cannot be tuned ({UNTUNABLE[parts[0]]}); tune model.*, augment.* "
-            "or train.* keys"
-        )
-    try:
-        annotation = _field_annotation(parts, key, label="tune.space")
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        raise ValueError(
-            f"{where}: this is a section, not a value; tune keys inside it: "
-            f"{', '.join(f'{key}.{f}' for f in annotation.model_fields)}"
-        )
-    if isinstance(spec, list):
-        if not spec:
-            raise ValueError(f"{where}: the list of choices is empty; give at least one value")
-        return SearchDim(key, "choice", values=tuple(spec))
-    if not isinstance(spec, dict):
-        raise ValueError(
-            f"{where}: give a list of choices (e.g. [128, 256]) or a range "
-            f"(e.g. {{min: 0.0, max: 0.5}}), got {spec!r}"
-        )
-    unknown = [str(k) for k in spec if k not in RANGE_KEYS]
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown range key {unknown[0]!r}; a range takes min and max, and "
-            "optionally step or log: true"
-        )
-    if "min" not in spec or "max" not in spec:
-        raise ValueError(f"{where}: a range needs both min and max, got {spec!r}")
-    low, high = _range_number(spec["min"], where, "min"), _range_number(spec["max"], where, "max")
-    step = None if spec.get("step") is None else _range_number(spec["step"], where, "step")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ValueError(f"{where}: log must be true or false, got {log!r}")
-    if low > high:
-        raise ValueError(f"{where}: min {low} is above max {high}")
-    if step is not None and step <= 0:
-        raise ValueError(f"{where}: step must be above 0, got {step}")
-    if log and step is not None:
-        raise ValueError(f"{where}: give step or log: true, not both")
-    if log and low <= 0:
-        raise ValueError(f"{where}: log: true needs min above 0, got {low}")
-    kind = _number_kind(annotation)
-    integers = all(isinstance(v, int) for v in (low, high, step) if v is not None)
-    if kind == "int" and not integers:
-        raise ValueError(f"{where}: this key takes integers; give integer min, max and step")
-    dim_kind: Literal["int", "float"] = "int" if integers and kind != "float" else "float"
-    return SearchDim(key, dim_kind, low=low, high=high, step=step, log=log)
-
-
-def _range_number(value: Any, where: str, name: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{where}: {name} must be a number, got {value!r}")
-    if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
-    return value
-
-
-def _number_kind(annotation: Any) -> str | None:
-    """For a range: "float" for a float key, "int" for an integer key, None for others."""
-    args = set(typing.get_args(annotation)) or {annotation}
-    if typing.get_origin(annotation) is Literal:
-        return None
-    if float in args:
-        return "float"
-    if int in args:
-        return "int"
-    return None

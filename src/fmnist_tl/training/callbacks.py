@@ -1,4 +1,5 @@
-"""Callbacks that outlive one `fit`: best-model checkpoint, history, resumable early stop."""
+"""Callbacks that outlive one `fit`: best-model checkpoint, history, resumable early stopping
+and plateau, the divergence guard, TensorBoard. `fit.fit_stage` stacks them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import keras
 
-from . import atomic
+from .. import atomic
+from ..config import Config
+from ..records import HEAD, direction
 
 # Cross-entropy over 10 classes stays under ~16 (probabilities are clipped at 1e-7); a loss
 # above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
@@ -41,7 +44,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     One instance serves both stages, so a worse stage-2 epoch can never overwrite a better
     stage-1 model (a fresh ModelCheckpoint per `fit` forgets its best value). An epoch whose
     training loss is not finite never counts. The file itself is written by
-    `resume.EpochCommit`, as a copy of the epoch's committed model, after state.json. When
+    `session.EpochCommit`, as a copy of the epoch's committed model, after state.json. When
     `fit` trains only the head on cached features (`defer`), the best weights are kept in
     memory and the full model (whose head layers they are) is saved once when `fit` ends: a
     head epoch on cached features takes milliseconds, a full-model save about a second.
@@ -52,7 +55,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.full_model = full_model
         self.path = Path(path)
         self.monitor = monitor
-        self.mode = "max" if "accuracy" in monitor else "min"
+        self.mode = direction(monitor)
         self.best = -math.inf if self.mode == "max" else math.inf
         self.best_epoch: int | None = None  # 1-based, counted across stages
         self.defer = False
@@ -91,13 +94,14 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Append one row per epoch to history.csv (rewritten atomically), tagged by stage."""
+    """One row per epoch, tagged by stage; rewritten atomically to history.csv when `path` is
+    set (a run), kept in memory only when it is None (a tune trial)."""
 
-    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path | None, rows: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.rows: list[dict[str, Any]] = rows if rows is not None else []
-        self.stage = "head"
+        self.stage = HEAD
         self._t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -113,6 +117,8 @@ class HistoryWriter(keras.callbacks.Callback):
             row[key] = float(logs[key]) if key in logs else ""
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
         self.rows.append(row)
+        if self.path is None:
+            return
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -200,10 +206,10 @@ class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
 
 
 def plateau_callback(
-    config: Any, stage: str, monitor: str, resume_from: dict[str, Any] | None = None
+    config: Config, stage: str, monitor: str, resume_from: dict[str, Any] | None = None
 ) -> ResumablePlateau | None:
     """The stage's ReduceLROnPlateau when its schedule is `plateau`, else None."""
-    sched = config.train if stage == "head" else config.finetune
+    sched = config.schedule(stage)
     if sched.schedule != "plateau":
         return None
     return ResumablePlateau(

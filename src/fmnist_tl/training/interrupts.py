@@ -18,8 +18,9 @@ class StopRequested(Exception):
 class StopSignals:
     """While a run trains: the first SIGINT/SIGTERM asks for a stop at a safe point.
 
-    While `defer` is set (inside `fit`) the handler only sets `requested` (never interrupting
-    a write) and `StopAtSafePoint` acts on it between batches. Otherwise (loading, feature
+    While `defer` is set (fit.fit_stage sets it around `fit`; a tune keeps it set for the whole
+    search) the handler only sets `requested` (never interrupting a write) and
+    `StopAtSafePoint` acts on it between batches. Otherwise (loading, feature
     extraction, evaluation) there is nothing to wait for, and a second signal means "now":
     both raise KeyboardInterrupt at once, which atomic writes survive. Python drops an
     exception raised while a weakref callback or `__del__` runs (printing "Exception
@@ -59,12 +60,6 @@ class StopAtSafePoint(keras.callbacks.Callback):
     def __init__(self, signals: StopSignals) -> None:
         super().__init__()
         self.signals = signals
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.signals.defer = True
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self.signals.defer = False
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.signals.requested:

@@ -1,0 +1,185 @@
+"""Typed records that cross modules: a stage's summary, a run's metrics, a tuning trial.
+
+Each is written and read in one place (`to_dict` / `from_dict`, `RunMetrics.write` /
+`RunMetrics.read`), so a renamed field is one edit and the renderers take these types, not
+dicts. Stage names are the constants below.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .errors import MissingFileError
+
+HEAD = "head"  # stage 1: the head (and a from-scratch backbone), the pretrained backbone frozen
+FINETUNE = "finetune"  # stage 2: unfreeze from a named layer, small learning rate
+STAGES = (HEAD, FINETUNE)
+
+
+def direction(monitor: str) -> str:
+    """ "max" for an accuracy, "min" for a loss: which way a monitored value improves."""
+    return "max" if "accuracy" in monitor else "min"
+
+
+def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in raw.items() if k in names}
+
+
+@dataclass
+class StageSummary:
+    """One finished stage: best epoch, epochs wasted after it, and speed."""
+
+    name: str
+    epochs_run: int
+    monitor: str
+    wall_time_s: float
+    images_per_s: float | None
+    best_epoch: int | None = None  # None when no epoch gave a monitored value
+    epochs_after_best: int | None = None
+    best_val_accuracy: float | None = None
+    best_val_loss: float | None = None
+    feature_cache: str | None = None  # "hit" or "miss" when the head trained on cached features
+    feature_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "epochs_run": self.epochs_run}
+        d["monitor"] = self.monitor
+        if self.best_epoch is not None:
+            d.update(
+                best_epoch=self.best_epoch,
+                epochs_after_best=self.epochs_after_best,
+                best_val_accuracy=self.best_val_accuracy,
+                best_val_loss=self.best_val_loss,
+            )
+        d.update(wall_time_s=self.wall_time_s, images_per_s=self.images_per_s)
+        if self.feature_cache is not None:
+            d.update(feature_cache=self.feature_cache, feature_seconds=self.feature_seconds)
+        return d
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StageSummary:
+        defaults = {"epochs_run": 0, "monitor": "", "wall_time_s": 0.0, "images_per_s": None}
+        d = {**defaults, **_known(cls, raw)}
+        return cls(**d)
+
+
+@dataclass
+class Scores:
+    accuracy: float
+    loss: float
+    test_flip: bool = False
+    accuracy_without_flip: float | None = None  # beside a flip-averaged accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.accuracy_without_flip is None:
+            del d["accuracy_without_flip"]
+        return d
+
+
+@dataclass
+class DataCounts:
+    source: str
+    train: int
+    val: int
+    test: int
+
+
+@dataclass
+class RuntimeInfo:
+    distribute: str
+    replicas: int
+    global_batch_size: int
+    precision_policy: str
+    jit_compile: bool
+    onednn: bool
+
+
+@dataclass
+class RunMetrics:
+    """What metrics.json holds for one run."""
+
+    run_id: str
+    backbone: str
+    test: Scores
+    stages: list[StageSummary]
+    wall_time_s: float
+    config_name: str | None = None
+    created: str | None = None
+    input_size: int | None = None
+    resize_method: str | None = None
+    weights_requested: str | None = None
+    weights_used: str | None = None
+    seed: int | None = None
+    log_dir: str | None = None
+    data: DataCounts | None = None
+    runtime: RuntimeInfo | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["test"] = self.test.to_dict()
+        d["stages"] = [s.to_dict() for s in self.stages]
+        d["data"] = asdict(self.data) if self.data else None
+        d["runtime"] = asdict(self.runtime) if self.runtime else None
+        order = ("run_id", "config_name", "created", "backbone", "input_size", "resize_method")
+        order += ("weights_requested", "weights_used", "seed", "test", "stages", "wall_time_s")
+        order += ("log_dir", "data", "runtime", "versions")
+        return {k: d[k] for k in order}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunMetrics:
+        d = {"run_id": "", **_known(cls, raw)}  # no run_id: the reader names it by its folder
+        d["test"] = Scores(**_known(Scores, raw["test"]))
+        d["stages"] = [StageSummary.from_dict(s) for s in raw.get("stages") or []]
+        d["data"] = DataCounts(**raw["data"]) if raw.get("data") else None
+        d["runtime"] = RuntimeInfo(**raw["runtime"]) if raw.get("runtime") else None
+        d["wall_time_s"] = float(raw.get("wall_time_s") or 0.0)
+        return cls(**d)
+
+    def write(self, path: Path) -> None:
+        atomic.write_json(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path: Path) -> RunMetrics:
+        """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MissingFileError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(raw, dict):
+            raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
+        try:
+            return cls.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MissingFileError(f"{path}: unreadable (missing or bad field {exc})") from None
+
+
+@dataclass
+class TrialRecord:
+    """One `fmnist tune` trial, as leaderboard.json lists it."""
+
+    trial: int
+    values: dict[str, Any]
+    status: str = "ok"  # ok, invalid, diverged or failed
+    objective: float | None = None
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    seconds: float | None = None
+    feature_cache: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {"trial": d.pop("trial"), "status": d.pop("status"), **d}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrialRecord:
+        return cls(**_known(cls, raw))

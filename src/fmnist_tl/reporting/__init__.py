@@ -1,0 +1,1 @@
+"""Reports built only from saved artifacts: plots (`plots`) and run comparison (`runs`)."""

@@ -1,0 +1,228 @@
+"""Run discovery and comparison: which folders are runs, one row per run or repeat group.
+
+Rows are built from saved artifacts only: a run's metrics.json (records.RunMetrics) and a
+group's repeat.json, whose mean ± sample std is recomputed from its member runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import atomic
+from ..cli.render import comparison_markdown
+from ..errors import MissingFileError
+from ..records import RunMetrics
+from .plots import plot_comparison
+
+PathLike = str | os.PathLike[str]
+_RUN_FILES = ("metrics.json", "repeat.json")
+_SHARED = ("backbone", "input_size", "resize_method", "weights", "stages")
+
+
+@dataclass
+class RunRow:
+    """One row of a comparison: a single run, or a repeat group's mean ± sample std."""
+
+    run: str
+    backbone: str
+    input_size: int | str | None  # a group whose runs differ: their values joined by "/"
+    resize_method: str | None
+    weights: str | None
+    stages: str  # "head+finetune", plus ", test flip" when tested with the mirror image
+    epochs: int | float  # a group whose runs stopped at different epochs: the mean
+    accuracy: float
+    accuracy_std: float | None  # None for a single run
+    loss: float
+    loss_std: float | None
+    n: int
+    wall_time_s: float  # per run, so a group's cost compares directly with a single run's
+    path: str
+
+
+@dataclass
+class Comparison:
+    """What `compare_runs` found and wrote."""
+
+    rows: list[RunRow]
+    markdown: str
+    markdown_path: Path
+    plot_path: Path
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and *sample* standard deviation (ddof=1).
+
+    Repeats are a small sample of seeds, and we want the spread a new seed would show, so the
+    unbiased-variance estimate is the honest one; with a single value the spread is unknown and
+    reported as 0.0 rather than NaN so tables stay printable.
+    """
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        raise ValueError("mean_std needs at least one value")
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), std
+
+
+def compare_runs(
+    patterns: list[str] | None = None,
+    *,
+    root: PathLike = "saved_models",
+    out_dir: PathLike | None = None,
+) -> Comparison:
+    """Collect runs (best test accuracy first), write comparison.md and comparison.png.
+
+    Args:
+        patterns: run folders, run ids under `root` or glob patterns; None = every run in `root`.
+        root: the folder holding the runs (output.dir).
+        out_dir: where the two files go; None = `root`.
+    """
+    rows = collect_runs(patterns or None, root)
+    out = Path(out_dir) if out_dir is not None else Path(root)
+    markdown = comparison_markdown(rows)
+    md_path, png_path = out / "comparison.md", out / "comparison.png"
+    atomic.write_text(md_path, markdown)
+    plot_comparison(rows, png_path)
+    return Comparison(rows, markdown, md_path, png_path)
+
+
+def collect_runs(patterns: list[str] | None, root: PathLike = "saved_models") -> list[RunRow]:
+    """One row per run or repeat group, sorted by test accuracy (best first).
+
+    `patterns` may be run folders, run ids (looked up under `root`), or glob patterns; None means
+    every run under `root`. A group folder (repeat.json) becomes one row with mean ± std over its
+    runs, and its member runs are not listed again.
+    """
+    root = Path(root)
+    folders = _discover(root) if patterns is None else _match(patterns, root)
+    groups = [f for f in folders if (f / "repeat.json").is_file()]
+    rows, members = [], set()
+    for g in groups:
+        row, member_dirs = _group_row(g, root)
+        rows.append(row)
+        members.update(d.resolve() for d in member_dirs)
+    for f in folders:
+        if f not in groups and f.resolve() not in members:
+            rows.append(_run_row(f))
+    if not rows:
+        raise MissingFileError(f"{root}: no runs found (no folder holds metrics.json)")
+    rows.sort(key=lambda r: -r.accuracy)
+    return rows
+
+
+def _is_run(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in _RUN_FILES)
+
+
+def _discover(root: Path) -> list[Path]:
+    # Two levels: runs of a group may sit inside the group folder.
+    found = [p for p in sorted(root.glob("*")) + sorted(root.glob("*/*")) if p.is_dir()]
+    return [p for p in found if _is_run(p)]
+
+
+def _match(patterns: list[str], root: Path) -> list[Path]:
+    out: dict[Path, Path] = {}
+    for pattern in patterns:
+        explicit = [c for c in (Path(pattern), root / pattern) if c.exists()][:1]
+        if explicit:  # naming a run's metrics.json / repeat.json means its folder
+            hits = [c.parent if c.name in _RUN_FILES and c.is_file() else c for c in explicit]
+        else:
+            matches = sorted(glob.glob(pattern)) or sorted(glob.glob(str(root / pattern)))
+            hits = [Path(h) for h in matches]
+        runs = [h for h in hits if h.is_dir() and _is_run(h)]
+        if not runs:
+            raise MissingFileError(
+                f"{pattern}: no run folder (with metrics.json or repeat.json) "
+                f"matches it, as a path or under {root}"
+            )
+        for r in runs:
+            out.setdefault(r.resolve(), r)
+    return list(out.values())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MissingFileError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
+    return data
+
+
+def _run_row(folder: Path) -> RunRow:
+    path = folder / "metrics.json"
+    m = RunMetrics.read(path)
+    try:
+        return RunRow(
+            run=m.run_id or folder.name,
+            backbone=m.backbone,
+            input_size=m.input_size,
+            resize_method=m.resize_method,
+            weights=m.weights_used,
+            # How the test figure was made belongs beside it: a run tested with the mirror
+            # image averaged in (augment.test_flip) is not like-for-like with one without.
+            stages="+".join(s.name for s in m.stages) + (", test flip" if m.test.test_flip else ""),
+            epochs=sum(int(s.epochs_run) for s in m.stages),
+            accuracy=float(m.test.accuracy),
+            accuracy_std=None,
+            loss=float(m.test.loss),
+            loss_std=None,
+            n=1,
+            wall_time_s=float(m.wall_time_s),
+            path=str(folder),
+        )
+    except (TypeError, ValueError) as exc:
+        raise MissingFileError(f"{path}: unreadable (missing or bad field {exc})") from exc
+
+
+def _group_row(group: Path, root: Path) -> tuple[RunRow, list[Path]]:
+    """Mean ± std over the member runs, recomputed from their own metrics.json."""
+    spec = _read_json(group / "repeat.json")
+    run_ids = spec.get("runs")
+    if not isinstance(run_ids, list) or not run_ids:
+        raise MissingFileError(f"{group / 'repeat.json'}: unreadable (no 'runs' list)")
+    dirs = [_member(group, root, rid) for rid in run_ids]
+    runs = [_run_row(d) for d in dirs]
+    acc, acc_std = mean_std([r.accuracy for r in runs])
+    loss, loss_std = mean_std([r.loss for r in runs])
+    epochs = [r.epochs for r in runs]
+    row = RunRow(
+        run=spec.get("group_id") or group.name,
+        **{k: _same([getattr(r, k) for r in runs]) for k in _SHARED},
+        # Early stopping can end repeats at different epochs: report the mean then.
+        epochs=epochs[0] if len(set(epochs)) == 1 else float(np.mean(epochs)),
+        accuracy=acc,
+        accuracy_std=acc_std,
+        loss=loss,
+        loss_std=loss_std,
+        n=len(runs),
+        wall_time_s=float(np.mean([r.wall_time_s for r in runs])),
+        path=str(group),
+    )
+    return row, dirs
+
+
+def _member(group: Path, root: Path, run_id: str) -> Path:
+    """A group's member run folder: inside the group, beside it, or under `root`."""
+    where = [group / run_id, group.parent / run_id, root / run_id]
+    folder = next((d for d in where if (d / "metrics.json").is_file()), None)
+    if folder is None:
+        raise MissingFileError(
+            f"{group}: member run {run_id!r} has no metrics.json "
+            f"(looked in {', '.join(str(d) for d in where)})"
+        )
+    return folder
+
+
+def _same(values: list[Any]) -> Any:
+    """The one value the runs share, else their distinct values joined by "/"."""
+    distinct = list(dict.fromkeys(values))
+    return distinct[0] if len(distinct) == 1 else "/".join(str(v) for v in distinct)

@@ -1,0 +1,291 @@
+"""One sitting of a run, fresh or resumed: what the trainer's stages share, and its bookkeeping.
+
+A `Session` owns the run folder of one sitting: its state, history writer, best-model
+checkpoint, TensorBoard writer and stop signals. The trainer asks it to fit a stage (the one
+`fit_stage`, plus the run's checkpoint, TensorBoard and per-epoch commit), to end a stage, to
+complete the run, and to word an interruption. Every epoch is committed in the order that
+runfolder.py describes, so a run killed at any instant resumes from its last committed epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from .. import atomic, runtime
+from ..config import Config
+from ..errors import Interrupted, TrainingDiverged
+from ..records import StageSummary
+from .callbacks import (
+    BestModelCheckpoint,
+    EpochTensorBoard,
+    HistoryWriter,
+    ResumableEarlyStopping,
+    ResumablePlateau,
+    diverged_loss,
+)
+from .fit import Divergence, Resume, fit_stage, monitor_for
+from .interrupts import StopSignals
+from .runfolder import (
+    BEST_HEAD,
+    LAST,
+    LAST_HEAD,
+    STATE,
+    RunState,
+    committed_history,
+    committed_model,
+    drop_previous,
+    remove_scratch,
+    restore,
+    resume_command,
+    save_model,
+)
+from .splits import Splits, StageData
+
+
+@dataclass
+class Session:
+    """One sitting of a run: what its stages share."""
+
+    config: Config
+    splits: Splits
+    strategy: Any  # a tf.distribute strategy, or None for the default device
+    run_dir: Path
+    state: RunState
+    history: HistoryWriter
+    ckpt: BestModelCheckpoint
+    tensorboard: EpochTensorBoard
+    signals: StopSignals
+    started: float  # perf_counter() when this sitting began
+    prior_elapsed: float  # wall time of the sittings before this one
+    resumed: bool  # the first stage of this sitting continues from saved files
+
+    @classmethod
+    def open(
+        cls,
+        config: Config,
+        splits: Splits,
+        strategy: Any,
+        run_dir: Path,
+        state: RunState,
+        full_model: keras.Model,
+        started: float,
+    ) -> Session:
+        """Start a sitting: a new run writes its config and first state; a resumed run reads
+        them."""
+        resumed = (run_dir / STATE).exists()
+        if not resumed:
+            atomic.write_text(run_dir / "config.yaml", config.to_yaml())
+            state.save(run_dir)
+        monitor = monitor_for(config, len(splits.x_val) > 0)
+        ckpt = BestModelCheckpoint(full_model, run_dir / "best.keras", monitor)
+        ckpt.load_state(state.checkpoint)
+        history = HistoryWriter(
+            run_dir / "history.csv", committed_history(run_dir, state.epochs_done)
+        )
+        tensorboard = EpochTensorBoard(log_dir=str(Path(config.output.log_dir) / run_dir.name))
+        return cls(
+            config,
+            splits,
+            strategy,
+            run_dir,
+            state,
+            history,
+            ckpt,
+            tensorboard,
+            StopSignals(),
+            started,
+            state.elapsed_s,
+            resumed,
+        )
+
+    def elapsed(self) -> float:
+        """Wall time over every sitting of this run, up to now."""
+        return round(self.prior_elapsed + time.perf_counter() - self.started, 3)
+
+    def fit(
+        self, model: keras.Model, stage: str, data: StageData, *, on_features: bool = False
+    ) -> StageSummary:
+        """Fit the current stage from where this run left it, committing every epoch.
+
+        `on_features`: `model` is the head alone, trained on cached features; the checkpoint
+        then keeps the best head in memory and saves the full model once the fit ends.
+        """
+        state = self.state
+        file_name = LAST_HEAD if on_features else LAST
+        self.ckpt.defer = on_features
+        try:
+            resume = self.restore_stage(model, file_name) if self.resumed else Resume()
+            self.resumed = False
+            end = state.stage_start + self.config.schedule(stage).epochs
+            outcome = fit_stage(
+                model,
+                self.config,
+                stage,
+                data,
+                signals=self.signals,
+                initial_epoch=state.epochs_done,
+                # A stage that early stopping had ended runs no more epochs, only its end.
+                end_epoch=state.epochs_done if state.stage_finished else end,
+                strategy=self.strategy,
+                hooks=_RunHooks(self, file_name, end),
+                resume=resume,
+                prior_seconds=state.stage_seconds,
+            )
+        finally:
+            self.ckpt.defer = False
+        if outcome.diverged is not None:
+            self._diverged(stage, outcome.diverged)
+        if outcome.stopped:
+            raise self.interrupted()
+        return outcome.summary
+
+    def restore_stage(self, model: keras.Model, file_name: str) -> Resume:
+        """Put back the model (and, mid-stage, its optimizer) that a resumed run had committed,
+        and the stage's early-stopping and plateau state."""
+        state, ckpt = self.state, self.ckpt
+        committed = committed_model(self.run_dir, state)
+        if committed is None:  # no epoch finished yet: the model as built
+            return Resume()
+        if state.epochs_done == state.stage_start:  # the model the previous stage ended with
+            restore(model, committed, optimizer=False)
+            return Resume()
+        best_weights = None
+        best_epoch = state.checkpoint.get("best_epoch") or 0
+        if best_epoch > state.stage_start:  # this stage's best is the run's best so far
+            if best_epoch == state.epochs_done:  # a kill may have come before the copy
+                publish_best(committed, ckpt)
+            restore(model, self.run_dir / BEST_HEAD if ckpt.defer else ckpt.path, optimizer=False)
+            best_weights = model.get_weights()
+        with runtime.scope(self.strategy):
+            restore(model, committed, optimizer=True)
+        ckpt.load_state(state.checkpoint, pending=best_weights if ckpt.defer else None)
+        return Resume(state.early_stopping, best_weights, state.plateau)
+
+    def end_stage(self, summary: StageSummary, full_model: keras.Model) -> None:
+        """Commit a finished stage; the next one starts from the model this one ended with."""
+        state = self.state
+        state.summaries.append(summary)
+        following = state.stages[state.stages.index(str(state.stage)) + 1 :]
+        state.stage = following[0] if following else None
+        state.stage_start, state.stage_finished = state.epochs_done, False
+        state.stage_seconds, state.early_stopping, state.plateau = 0.0, None, None
+        if following:
+            state.model_sha256 = save_model(self.run_dir, LAST, full_model)
+            state.model_file = LAST
+        state.elapsed_s = self.elapsed()
+        state.save(self.run_dir)
+        drop_previous(self.run_dir)
+
+    def complete(self) -> None:
+        """Mark the run done (resuming it is then an error) and drop the per-epoch files."""
+        self.state.complete = True
+        self.state.model_file = self.state.model_sha256 = None
+        self.state.elapsed_s = self.elapsed()
+        self.state.save(self.run_dir)
+        remove_scratch(self.run_dir)
+
+    def interrupted(self) -> Interrupted:
+        """The one-line message for a stopped run: where, what is kept, how to go on."""
+        state = self.state
+        where = f"after epoch {state.epochs_done}" if state.epochs_done else "before any epoch"
+        where += f" (stage {state.stage})" if state.stage else " (trained, not yet evaluated)"
+        best = state.checkpoint.get("best_epoch")
+        if self.ckpt.path.is_file():
+            kept = f"the best model so far (epoch {best}) is in {self.ckpt.path}"
+        else:
+            kept = f"epoch {best}, the best so far, is kept" if best else "no model saved yet"
+        return Interrupted(
+            f"{self.signals.requested or 'interrupted'}: stopped {where}; {kept}; "
+            f"resume with: {resume_command(self.run_dir)}"
+        )
+
+    def _diverged(self, stage: str, d: Divergence) -> None:
+        self.state.diverged = f"stage {stage}, epoch {d.epoch}, learning rate {d.learning_rate:g}"
+        self.state.save(self.run_dir)
+        kept = (
+            f"the best model so far (epoch {self.ckpt.best_epoch}) is kept in {self.ckpt.path}"
+            if self.ckpt.path.is_file()
+            else "no epoch finished with a finite loss, so no model was saved"
+        )
+        raise TrainingDiverged(
+            f"stage {stage}: the training loss became {d.loss} at epoch {d.epoch} with learning "
+            f"rate {d.learning_rate:g}; {kept}; lower the learning rate and train again"
+        )
+
+
+class _RunHooks:
+    """What a run adds to `fit_stage`: history file, checkpoint, TensorBoard, epoch commit."""
+
+    def __init__(self, session: Session, file_name: str, last_epoch: int) -> None:
+        self.s, self.file_name, self.last_epoch = session, file_name, last_epoch
+        self.history = session.history
+
+    def before(self) -> list[keras.callbacks.Callback]:
+        return [self.s.history, self.s.ckpt, self.s.tensorboard]
+
+    def after(
+        self, early: ResumableEarlyStopping | None, plateau: ResumablePlateau | None
+    ) -> list[keras.callbacks.Callback]:
+        return [EpochCommit(self.s, early, plateau, self.file_name, self.last_epoch)]
+
+    def on_stopped(self) -> None:
+        self.s.ckpt.on_train_end()
+        self.s.tensorboard.on_train_end()
+
+
+class EpochCommit(keras.callbacks.Callback):
+    """After each finite epoch: save the trained model, then state.json, then the best copy.
+
+    Comes after HistoryWriter, BestModelCheckpoint and EarlyStopping in the callback list,
+    so their state for this epoch is final when it is committed.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        early_stopping: ResumableEarlyStopping | None,
+        plateau: ResumablePlateau | None,
+        file_name: str,
+        last_epoch: int,
+    ) -> None:
+        super().__init__()
+        self.s, self.early_stopping, self.plateau = session, early_stopping, plateau
+        self.file_name = file_name
+        self.last_epoch = last_epoch  # 1-based epoch that ends the stage
+        self._t0, self._seconds0 = time.perf_counter(), session.state.stage_seconds
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._t0, self._seconds0 = time.perf_counter(), self.s.state.stage_seconds
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or diverged_loss(loss):
+            return  # a diverged epoch is never committed
+        s, run_dir, ckpt = self.s.state, self.s.run_dir, self.s.ckpt
+        s.model_sha256 = save_model(run_dir, self.file_name, self.model)
+        s.model_file = self.file_name
+        s.epochs_done = epoch + 1
+        s.stage_finished = bool(self.model.stop_training) or epoch + 1 >= self.last_epoch
+        s.stage_seconds = self._seconds0 + time.perf_counter() - self._t0
+        s.elapsed_s = self.s.elapsed()
+        s.checkpoint = ckpt.state()
+        s.early_stopping = self.early_stopping.state() if self.early_stopping else None
+        s.plateau = self.plateau.state() if self.plateau else None
+        s.save(run_dir)
+        drop_previous(run_dir)
+        if ckpt.best_epoch == epoch + 1:
+            publish_best(run_dir / self.file_name, ckpt)
+
+
+def publish_best(committed: Path, ckpt: BestModelCheckpoint) -> None:
+    """Copy the committed model of the best epoch to best.keras (best_head.keras if deferred).
+
+    Also run on resume when the best epoch is the last committed one: a kill may have come
+    between state.json and this copy.
+    """
+    atomic.copy_file(committed, committed.parent / BEST_HEAD if ckpt.defer else ckpt.path)

@@ -1,0 +1,260 @@
+"""Two-stage training and the run folder it fills.
+
+Reads top to bottom: load data, build the model, stage 1 (frozen backbone: head only, on
+cached features when possible), stage 2 (unfreeze from a named layer, recompile with a small
+learning rate), then evaluate the best checkpoint and write the run's artifacts. Each stage is
+one `Session.fit` (the one `fit_stage` plus the run's per-epoch commit), so `resume_run`
+carries an interrupted run on from its last completed epoch, in the right stage, with its
+optimizer state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from .. import atomic, runtime, tfenv
+from ..config import Config, config_beside, load_config
+from ..errors import ConfigError, MissingFileError
+from ..evaluation import load_classifier, write_evaluation
+from ..model import Built, build_model, check_unfreeze_layer, find_backbone, unfreeze_from
+from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
+from ..reporting.plots import plot_history
+from .features import FeatureStore
+from .fit import monitor_for
+from .optim import compile_model, steps_per_epoch
+from .runfolder import RunState, committed_model, find_run, load_resumable, new_run_dir
+from .session import Session
+from .splits import Splits, prepare_data
+from .stage1 import stage1_inputs
+
+DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epochs is 0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    model_path: Path
+    metrics: RunMetrics
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _setup(config: Config) -> tuple[Splits, Any]:
+    """Seeds and precision first, then the data and the distribution strategy."""
+    runtime.apply(config)
+    return prepare_data(config), runtime.strategy(config)
+
+
+def train(config: Config) -> RunResult:
+    """Run both stages as configured, evaluate the best model on the test set."""
+    t_start = time.perf_counter()
+    splits, strategy = _setup(config)
+    with runtime.scope(strategy):
+        built = build_model(config)
+    if config.finetune.epochs > 0:
+        check_unfreeze_layer(built.backbone, config.finetune.unfreeze_from)
+    stages = [HEAD, FINETUNE] if config.finetune.epochs > 0 else [HEAD]
+    state = RunState("train", stages, HEAD, weights_used=built.weights_used)
+    s = Session.open(config, splits, strategy, new_run_dir(config), state, built.model, t_start)
+    return _run(s, lambda: _train_stages(s, built))
+
+
+def finetune(
+    model_path: str | Path | None = None,
+    *,
+    unfreeze_from: str | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    overrides: list[str] | None = None,
+) -> RunResult:
+    """Stage 2 only, from a saved model and the config saved beside it; writes a new run."""
+    t_start = time.perf_counter()
+    model_path = Path(model_path) if model_path else Path("saved_models") / "best.keras"
+    extra = list(overrides or [])
+    for key, value in (
+        ("unfreeze_from", unfreeze_from),
+        ("learning_rate", learning_rate),
+        ("epochs", epochs),
+    ):
+        if value is not None:
+            extra.append(f"finetune.{key}={value}")
+    config = load_config(_run_config(model_path), extra)
+    if config.finetune.epochs == 0:
+        config.finetune.epochs = DEFAULT_FINETUNE_EPOCHS
+    config.output.name = f"{config.output.name}-finetune"
+
+    splits, strategy = _setup(config)
+    with runtime.scope(strategy):
+        model = load_classifier(model_path)
+    try:
+        backbone = find_backbone(model)
+    except ValueError:
+        raise ConfigError(
+            f"{model_path}: this model has no 'backbone' layer to unfreeze; "
+            "fine-tune a model saved by `fmnist train`"
+        ) from None
+    check_unfreeze_layer(backbone, config.finetune.unfreeze_from)
+    state = RunState(
+        "finetune",  # the command, which `resume_run` repeats
+        [FINETUNE],
+        FINETUNE,
+        weights_used=f"model {model_path}",
+        source_model=str(model_path.resolve()),
+    )
+    s = Session.open(config, splits, strategy, new_run_dir(config), state, model, t_start)
+    return _run(s, lambda: _finetune_if_pending(s, model))
+
+
+def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResult:
+    """Carry an interrupted `train` or `finetune` run on from its last completed epoch.
+
+    `run` is a run folder, or a run id under `root` (the output.dir that holds it). The run
+    goes on with the config saved in it and ends with the artifacts of an uninterrupted run.
+    """
+    t_start = time.perf_counter()
+    run_dir = find_run(run, root)
+    state = load_resumable(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    splits, strategy = _setup(config)
+    if state.command == "train":
+        with runtime.scope(strategy):
+            built = build_model(config)
+        s = Session.open(config, splits, strategy, run_dir, state, built.model, t_start)
+        return _run(s, lambda: _train_stages(s, built))
+    # A `finetune` run: its last committed model, or the model it started from.
+    with runtime.scope(strategy):
+        model = load_classifier(committed_model(run_dir, state) or Path(state.source_model or ""))
+    s = Session.open(config, splits, strategy, run_dir, state, model, t_start)
+    return _run(s, lambda: _finetune_if_pending(s, model))
+
+
+def _train_stages(s: Session, built: Built) -> None:
+    config = s.config
+    if s.state.stage == HEAD:
+        prior, t0 = s.state.stage_seconds, time.perf_counter()
+        # Features only on one device: a strategy trains the full model, replicated.
+        inputs = stage1_inputs(
+            config, s.splits, FeatureStore(), built, allow_cache=s.strategy is None
+        )
+        with runtime.scope(s.strategy):
+            compile_model(built.model, config, HEAD, _steps_per_epoch(s))
+        if inputs.on_features:
+            compile_model(inputs.model, config, HEAD, _steps_per_epoch(s), on_features=True)
+        summary = s.fit(inputs.model, HEAD, inputs.data, on_features=inputs.on_features)
+        if inputs.on_features:  # the stage's time includes its feature pass
+            summary.wall_time_s = round(prior + time.perf_counter() - t0, 3)
+            summary.feature_cache = inputs.feature_cache
+            summary.feature_seconds = round(inputs.feature_seconds, 3)
+        s.end_stage(summary, built.model)
+    # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
+    _finetune_if_pending(s, built.model)
+
+
+def _finetune_if_pending(s: Session, model: keras.Model) -> None:
+    if s.state.stage != FINETUNE:
+        return
+    unfreeze_from(find_backbone(model), s.config.finetune.unfreeze_from)
+    # Changing `trainable` takes effect only after compiling again.
+    with runtime.scope(s.strategy):
+        compile_model(model, s.config, FINETUNE, _steps_per_epoch(s))
+    s.end_stage(s.fit(model, FINETUNE, s.splits.images()), model)
+
+
+def _run(s: Session, stages: Callable[[], None]) -> RunResult:
+    """The remaining stages, then the test; SIGINT/SIGTERM end it as a resumable Interrupted."""
+    with s.signals:
+        try:
+            stages()
+            return _finish(s)
+        except KeyboardInterrupt:
+            raise s.interrupted() from None
+
+
+def _run_config(model_path: Path) -> Path:
+    """The resolved config saved with a model, or an error saying what to do."""
+    if not model_path.is_file():
+        raise MissingFileError(
+            f"{model_path}: model file not found; train one first (`fmnist train CONFIG`) "
+            "or pass the path to a .keras file"
+        )
+    found = config_beside(model_path)
+    if found is not None:
+        return found
+    raise MissingFileError(
+        f"{model_path}: no config.yaml beside the model; fine-tune a model inside a run "
+        "folder written by `fmnist train`"
+    )
+
+
+def _steps_per_epoch(s: Session) -> int:
+    batch = s.config.train.batch_size * runtime.replicas(s.strategy)
+    return steps_per_epoch(len(s.splits.x_train), batch)
+
+
+def _finish(s: Session) -> RunResult:
+    """Evaluate the best checkpoint on the test set, write metrics, publish best.keras."""
+    config, splits, run_dir = s.config, s.splits, s.run_dir
+    model_path = run_dir / "best.keras"
+    if not model_path.is_file():
+        monitor = monitor_for(config, len(splits.x_val) > 0)
+        raise MissingFileError(f"{run_dir}: no epoch produced a finite {monitor}; nothing saved")
+    model = keras.models.load_model(model_path, compile=False)
+    evaluation = write_evaluation(
+        model,
+        splits.x_test,
+        splits.y_test,
+        run_dir / "evaluation.json",
+        test_flip=config.augment.test_flip,
+        extra={"model": str(model_path), "data_source": splits.source},
+    )
+    metrics = _metrics(s, evaluation)
+    metrics.write(run_dir / "metrics.json")
+    plot_history(s.history.rows, run_dir / "history.png", title=run_dir.name)
+    if config.output.update_best:
+        root = run_dir.parent  # output.dir, wherever a resumed run is continued from
+        atomic.copy_file(run_dir / "config.yaml", root / "best.config.yaml")
+        atomic.copy_file(model_path, root / "best.keras")
+    s.complete()
+    return RunResult(run_dir.name, run_dir, model_path, metrics, s.history.rows)
+
+
+def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
+    config, splits = s.config, s.splits
+    replicas = runtime.replicas(s.strategy)
+    return RunMetrics(
+        run_id=s.run_dir.name,
+        config_name=config.output.name,
+        created=datetime.now().isoformat(timespec="seconds"),
+        backbone=config.model.backbone,
+        input_size=config.model.input_size,
+        resize_method=config.model.resize_method,
+        weights_requested=config.model.weights,
+        weights_used=s.state.weights_used,
+        seed=config.seed,
+        test=Scores(
+            evaluation["accuracy"],
+            evaluation["loss"],
+            evaluation["test_flip"],
+            evaluation.get("accuracy_without_flip"),
+        ),
+        stages=list(s.state.summaries),
+        wall_time_s=s.elapsed(),
+        log_dir=config.output.log_dir,
+        data=DataCounts(splits.source, len(splits.x_train), len(splits.x_val), len(splits.x_test)),
+        runtime=RuntimeInfo(
+            distribute=config.runtime.distribute,
+            replicas=replicas,
+            global_batch_size=config.train.batch_size * replicas,
+            precision_policy=keras.mixed_precision.global_policy().name,
+            jit_compile=config.runtime.jit_compile,
+            onednn=tfenv.onednn(),
+        ),
+        versions=runtime.versions(),
+    )
