@@ -1,12 +1,16 @@
 """The experiment config, one import away: `from fmnist_tl.config import Config, load_config`.
 
-Three parts, each with one job: `schema` (the sections, their defaults and checks), `loading`
-(YAML, `--set`, the config beside a model, source-prefixed errors) and `space` (the tune.space
-grammar and what a search may change). Imports go one way: schema <- space <- loading.
+Parts, each with one job: `fields` (value types, bounds, how a type reads), `sections` (each
+section's keys: default, bounds, one-line meaning), `schema` (the whole Config, rules across
+sections, one-line errors), `keys` (the key table built from the schema), `loading` (strict
+YAML, overrides, the config beside a model, source-prefixed errors) and `space` (the tune.space
+grammar and what a search may change). Imports go one way:
+fields <- sections <- schema <- keys, space <- loading.
 """
 
 from __future__ import annotations
 
+from .keys import KeyInfo, key_table
 from .loading import config_beside, load_config, validate
 from .schema import (
     AugmentConfig,
@@ -19,6 +23,7 @@ from .schema import (
     ModelConfig,
     OutputConfig,
     RuntimeConfig,
+    SweepConfig,
     TrainConfig,
     TuneConfig,
 )
@@ -32,15 +37,18 @@ __all__ = [
     "DenseConfig",
     "FinetuneConfig",
     "HeadConfig",
+    "KeyInfo",
     "ModelConfig",
     "OutputConfig",
     "RuntimeConfig",
     "SearchDim",
+    "SweepConfig",
     "TrainConfig",
     "TuneConfig",
     "apply_values",
     "check_search",
     "config_beside",
+    "key_table",
     "load_config",
     "search_space",
     "validate",

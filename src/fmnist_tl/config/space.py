@@ -10,6 +10,7 @@ says what one config is; which keys a search may move, and why not the others, i
 from __future__ import annotations
 
 import copy
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +19,8 @@ from pydantic import BaseModel
 
 from ..backbones import BACKBONES
 from ..errors import ConfigError
-from .schema import Config, field_annotation, parse
+from .fields import MAX_TRIALS, members
+from .schema import Config, field_annotation, parse, shown
 
 # Keys under these are errors, with the reason.
 UNTUNABLE = {
@@ -48,6 +50,12 @@ class SearchDim:
 def search_space(config: Config) -> list[SearchDim]:
     """tune.space, parsed and checked (ConfigError): each choice and each end of each range
     must validate in place in this config, typed exactly as `--set` types a value."""
+    if config.tune.epochs is not None and "train.epochs" in config.tune.space:
+        raise ConfigError(
+            "tune.epochs: train.epochs is tuned in tune.space, so tune.epochs must be null "
+            "(the sampled train.epochs is each trial's epoch count)"
+        )
+    base = _trial_base(config)
     dims = []
     for key, spec in config.tune.space.items():
         dim = _search_dim(str(key), spec)
@@ -58,19 +66,28 @@ def search_space(config: Config) -> list[SearchDim]:
             samples = [("min", cast(dim.low)), ("max", cast(dim.high))]
         for label, value in samples:
             try:
-                _with_values(config, {dim.key: value})
+                _with_values(config, {**base, dim.key: value})
             except ConfigError as exc:
                 raise ConfigError(
-                    f"tune.space: {dim.key}: {label} {value!r} is not accepted ({exc}); "
+                    f"tune.space: {dim.key}: {label} {shown(value)} is not accepted ({exc}); "
                     "search only values the key accepts"
                 ) from None
         dims.append(dim)
-    if config.tune.epochs is not None and "train.epochs" in config.tune.space:
-        raise ConfigError(
-            "tune.epochs: train.epochs is tuned in tune.space, so tune.epochs must be null "
-            "(the sampled train.epochs is each trial's epoch count)"
-        )
     return dims
+
+
+def _trial_base(config: Config) -> dict[str, Any]:
+    """What every trial sets before its sampled values: tune.epochs as its train.epochs."""
+    if config.tune.epochs is None:
+        return {}
+    base = {"train.epochs": config.tune.epochs}
+    try:
+        _with_values(config, base)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"tune.epochs: {config.tune.epochs} cannot be each trial's train.epochs ({exc})"
+        ) from None
+    return base
 
 
 def check_search(config: Config, trials: int | None = None) -> int:
@@ -91,8 +108,8 @@ def check_search(config: Config, trials: int | None = None) -> int:
             "one process; set runtime.distribute=none"
         )
     n = config.tune.trials if trials is None else trials
-    if n < 1:
-        raise ConfigError(f"--trials {n}: run at least 1 trial")
+    if not 1 <= n <= MAX_TRIALS:
+        raise ConfigError(f"--trials {n}: run 1 to {MAX_TRIALS} trials")
     return n
 
 
@@ -192,19 +209,21 @@ def _range_number(value: Any, where: str, name: str) -> int | float:
         raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
     if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             raise ConfigError(f"{where}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
     return value
 
 
 def _number_kind(annotation: Any) -> str | None:
     """For a range: "float" for a float key, "int" for an integer key, None for others."""
-    args = set(typing.get_args(annotation)) or {annotation}
-    if typing.get_origin(annotation) is Literal:
+    kinds = members(annotation)
+    if any(typing.get_origin(kind) is Literal for kind in kinds):
         return None
-    if float in args:
+    if float in kinds:
         return "float"
-    if int in args:
+    if int in kinds:
         return "int"
     return None
