@@ -16,22 +16,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingFileError
+from .errors import MissingFileError, os_failure, short_path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    Any OSError on the way (a folder where the file should be, a file where a folder should
+    be, no permission, a name too long, a full disk while the block writes) becomes one
+    exit-3 line naming `path`; the temporary file is removed and the old file stays whole.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise MissingFileError(
+            f"{short_path(path)}: is a folder; give a file path, e.g. {short_path(path / 'name')}"
+        )
     # Keep the suffix: Keras decides the format from it (".keras", ".weights.h5").
     suffix = "".join(path.suffixes) or ".tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:100]}.", suffix=suffix, dir=path.parent)
     except OSError as exc:  # a file where a folder should be, no permission, read-only disk
-        raise MissingFileError(
-            f"{path}: cannot write here: {exc.strerror or exc}; choose a writable folder"
-        ) from None
+        raise os_failure(exc, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -39,9 +46,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # mkstemp creates 0600 files; give artifacts the permissions a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:  # ENOSPC while writing, EISDIR on the rename, ...
+        raise _write_failure(exc, path, tmp_path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _write_failure(exc: OSError, path: Path, tmp: Path) -> MissingFileError:
+    """Name the file being written, not its temporary name (or the other file named)."""
+    named = exc.filename
+    if named is not None and Path(os.fsdecode(named)) not in (tmp, path):
+        return os_failure(exc)  # e.g. copy_file's source is missing
+    return os_failure(exc, path)
 
 
 def _umask() -> int:
@@ -71,12 +88,9 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
+    """The SHA-256 hex digest of a file (hashlib reads it in large chunks, GIL released)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

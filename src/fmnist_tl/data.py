@@ -22,6 +22,7 @@ import numpy as np
 
 from .classes import CLASS_NAMES
 from .errors import ConfigError, DataError, first_line
+from .paths import check_data_dir, expand_path
 
 if TYPE_CHECKING:  # importing TensorFlow costs seconds; `fmnist data info` never needs it
     import tensorflow as tf
@@ -69,7 +70,7 @@ def _default_dirs() -> list[tuple[str, Path]]:
 def sources_tried(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """The places `load_fashion_mnist` looks, in order, for messages and `data info`."""
     if data_dir is not None:
-        return [f"data.dir {Path(data_dir).expanduser()}"]
+        return [f"data.dir {expand_path(data_dir, 'data.dir')}"]
     return [f"{label} {d}" for label, d in _default_dirs()] + ["Keras download"]
 
 
@@ -78,9 +79,8 @@ def load_fashion_mnist(
 ) -> FashionMNIST:
     """Load and check Fashion-MNIST from data_dir, else the default places, else a download."""
     if data_dir is not None:  # an explicit folder is never silently replaced by another source
-        d = Path(data_dir).expanduser()
-        if not d.is_dir():
-            raise DataError(f"{d}: data.dir does not exist or is not a folder")
+        d = check_data_dir(data_dir)  # expanded (~user too) and a folder
+        assert d is not None
         ds, missing = _load_dir(d, "data.dir")
         if ds is None:
             raise DataError(
@@ -171,6 +171,10 @@ def _parse_idx(path: Path, raw: bytes, *, images: bool) -> np.ndarray:
             f"{path}: bad magic number 0x{found:08X}, expected 0x{magic:08X} (IDX {what} file)"
         )
     n = struct.unpack(">I", raw[4:8])[0]
+    if n == 0:
+        raise DataError(
+            f"{path}: the header says 0 {what}s: the file holds no data; use complete files"
+        )
     if images:
         rows, cols = struct.unpack(">II", raw[8:16])
         if (rows, cols) != (28, 28):

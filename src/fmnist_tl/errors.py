@@ -1,6 +1,20 @@
-"""Typed failures. The CLI turns each into a one-line message and its exit code."""
+"""Typed failures. The CLI turns each into a one-line message and its exit code.
+
+The exit codes, one per class (README "Exit codes" lists the same; tests/test_exit_codes.py
+checks both agree): 0 success, 1 anything unexpected, 2 `ConfigError`, 3 `DataError`,
+`MissingFileError` (and any `OSError` the CLI meets), 4 `TrainingDiverged`, 130 `Interrupted`.
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+import re
+
+SUCCESS = 0
+UNEXPECTED = 1
+OS_FAILURE = 3  # an OSError that reached the CLI: the disk, a path, a permission
+PATH_SHOWN = 160  # characters of a path a message shows: head ... tail
 
 
 def first_line(exc: BaseException) -> str:
@@ -9,10 +23,94 @@ def first_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
-class FmnistError(Exception):
-    """Base class: an expected failure with a message meant for the user."""
+def short_path(path: str | os.PathLike[str], limit: int = PATH_SHOWN) -> str:
+    """`path` as a message shows it: whole up to `limit` characters, else head...tail.
 
-    exit_code = 1
+    A 5,000-character path would fill the terminal; the head and the tail (the file's name)
+    are what tell a user which path it was.
+    """
+    text = os.fspath(path)
+    if len(text) <= limit:
+        return text
+    keep = limit - 3
+    return f"{text[: keep // 2]}...{text[-(keep - keep // 2) :]}"
+
+
+def shorten_paths(message: str) -> str:
+    """Every run of over PATH_SHOWN non-space characters (a path, in practice) shortened.
+
+    The CLI's last guard: whatever built a message, it never echoes a 5,000-character path.
+    """
+    return re.sub(rf"\S{{{PATH_SHOWN + 1},}}", lambda m: short_path(m.group()), message)
+
+
+_WHAT_TO_DO = {  # errno name -> what a user can do about it
+    "ENOSPC": "free space on that disk or write somewhere else",
+    "EDQUOT": "free space within your disk quota or write somewhere else",
+    "ENAMETOOLONG": "use a shorter path",
+    "EACCES": "fix the permissions or choose a folder you can write to",
+    "EPERM": "fix the permissions or choose a folder you can write to",
+    "EROFS": "choose a folder on a writable disk",
+    "ENOTDIR": "a file is in the way where a folder should be; move it or choose another path",
+    "EISDIR": "that is a folder; give a file path",
+    "ENOENT": "check the path",
+    "EEXIST": "move the existing file or choose another path",
+}
+
+
+def os_failure(
+    exc: OSError, path: str | os.PathLike[str] | None = None, key: str | None = None
+) -> MissingFileError:
+    """An OSError as a one-line, exit-3 failure: "PATH: what went wrong; what to do".
+
+    The one home of this wording. `key` (a config key or option such as output.dir) names
+    what chose the path, so the advice says what to change. A file where a folder should be
+    and a name too long are said in plain words, never as the raw errno text.
+    """
+    where = path if path is not None else exc.filename
+    name = os.fsdecode(where) if where is not None else "(unknown path)"
+    code = errno.errorcode.get(exc.errno or -1, "")
+    prefix = f"{key}: " if key else ""
+    choose = f"choose another {key}" if key else "move it or choose another path"
+    if code in ("ENOTDIR", "EEXIST") and where is not None:
+        blocker = _file_in_the_way(name)
+        if blocker is not None:
+            under = "" if blocker == name else f" (on the way to {short_path(name)})"
+            return MissingFileError(
+                f"{prefix}{short_path(blocker)} is a file where a folder should be{under}; {choose}"
+            )
+    if code == "ENAMETOOLONG":
+        return MissingFileError(
+            f"{prefix}{short_path(name)}: name too long; use a shorter {key or 'path'}"
+        )
+    reason = exc.strerror or first_line(exc)
+    fix = _WHAT_TO_DO.get(code, "check the path and the disk")
+    return MissingFileError(f"{prefix}{short_path(name)}: {reason}; {fix}")
+
+
+def _file_in_the_way(name: str) -> str | None:
+    """The path itself or its nearest existing parent, when that is not a folder."""
+    current = os.path.abspath(name)
+    while True:
+        if os.path.lexists(current):
+            return None if os.path.isdir(current) else _as_given(name, current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _as_given(name: str, found: str) -> str:
+    """`found` written the way the user wrote `name` (relative stays relative)."""
+    if os.path.isabs(name):
+        return found
+    return os.path.relpath(found)
+
+
+class FmnistError(Exception):
+    """Base class: an expected failure with a message meant for the user (exit 1)."""
+
+    exit_code = UNEXPECTED
 
 
 class ConfigError(FmnistError):
@@ -22,13 +120,14 @@ class ConfigError(FmnistError):
 
 
 class DataError(FmnistError):
-    """Fashion-MNIST missing, truncated or corrupt (exit 3)."""
+    """Fashion-MNIST missing, truncated, corrupt, empty or too small to split (exit 3)."""
 
     exit_code = 3
 
 
 class MissingFileError(FmnistError):
-    """A model, weights, run folder or image that is missing or unreadable (exit 3)."""
+    """A model, weights, run folder, image or output path that is missing, unreadable or
+    unwritable: a full disk, a file where a folder should be, a name too long (exit 3)."""
 
     exit_code = 3
 
@@ -43,3 +142,12 @@ class Interrupted(FmnistError):
     """SIGINT/SIGTERM stopped a run at a safe point; it can be resumed (exit 130)."""
 
     exit_code = 130
+
+
+def exit_codes() -> dict[int, list[str]]:
+    """Every code the CLI can return, with the failure classes (or cases) behind it."""
+    codes: dict[int, list[str]] = {SUCCESS: ["success"], UNEXPECTED: ["unexpected"]}
+    for cls in (ConfigError, DataError, MissingFileError, TrainingDiverged, Interrupted):
+        codes.setdefault(cls.exit_code, []).append(cls.__name__)
+    codes[OS_FAILURE].append("OSError")
+    return codes

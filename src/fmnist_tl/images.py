@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fmnist_tl import atomic
-from fmnist_tl.errors import MissingFileError, first_line
+from fmnist_tl.errors import MissingFileError, first_line, os_failure
 
 SIZE = 28
 # Border pixels within this many grey levels of the background count as background when
@@ -80,9 +80,16 @@ def _open_gray(path: Path) -> Image.Image:
             img = ImageOps.exif_transpose(img)  # phone photos: honour the camera's rotation
             return _flatten(img).convert("L")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        if _os_level(exc):  # a name too long, a file where a folder should be: the OS's words
+            raise os_failure(exc, path) from None
         raise MissingFileError(
             f"{path}: not a readable image (PNG or JPEG expected): {_reason(exc)}"
         ) from exc
+
+
+def _os_level(exc: Exception) -> bool:
+    plain = (FileNotFoundError, IsADirectoryError, PermissionError)
+    return isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, plain)
 
 
 def _reason(exc: Exception) -> str:

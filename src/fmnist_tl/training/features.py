@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import atomic
 from ..config import Config
-from ..inference import infer
+from .cache import load_array, save_array
 
 
 def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
@@ -48,21 +49,21 @@ def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
 
 
 def cached_features(
-    extractor: keras.Model, x: np.ndarray, key: str, cache_dir: Path
+    compute: Callable[[], np.ndarray], x: np.ndarray, key: str, cache_dir: Path
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Features for `x`, from the cache when present; returns (features, info)."""
+    """Features for `x`, from the verified cache when it holds them, else `compute()`d;
+    returns (features, info).
+
+    A damaged cache file (cut short, altered, a record that does not match) is never loaded:
+    it is a miss, rebuilt here, and `cache.save_array` says so in one line.
+    """
     path = Path(cache_dir) / f"{key}.npy"
     t0 = time.perf_counter()
-    if path.is_file():
-        try:
-            feats = np.load(path)
-            if feats.shape[0] == x.shape[0]:
-                info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
-                return feats, info
-        except (OSError, ValueError):
-            pass  # unreadable cache file: recompute and replace it
-    feats = infer(extractor, x)
-    atomic.write_with(path, lambda tmp: np.save(tmp, feats))
+    feats = load_array(path, len(x), what="feature cache")
+    if feats is not None:
+        return feats, {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
+    feats = compute()
+    save_array(path, feats)
     return feats, {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
 
 
@@ -98,16 +99,20 @@ class FeatureStore:
         return self._last[2]
 
     def features(
-        self, config: Config, extractor: keras.Model, weights_used: str, x: np.ndarray
+        self,
+        config: Config,
+        compute: Callable[[], np.ndarray],
+        weights_used: str,
+        x: np.ndarray,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Pooled features of `x`: from memory, the disk cache, or extracted; and the info."""
+        """Pooled features of the images `x`: from memory, the disk cache, or `compute()`."""
         key = cache_key(config, weights_used, x)
         signature = backbone_signature(config)
         if self._last is not None and self._last[0] == key:
             self._last = (key, signature, self._last[2])
             return self._last[2], {"cache": "hit", "path": None, "seconds": 0.0, "key": key}
         self._last = None  # free the last key's features before loading others
-        feats, info = cached_features(extractor, x, key, Path(config.output.cache_dir))
+        feats, info = cached_features(compute, x, key, Path(config.output.cache_dir))
         self._last = (key, signature, feats)
         info = {**info, "key": key}
         self.log.append(info)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import data
+from ..classes import CLASS_NAMES
 from ..config import Config
+from ..errors import ConfigError, DataError
 
 
 @dataclass
@@ -47,5 +49,39 @@ def prepare_data(config: Config) -> Splits:
     ds = data.load_fashion_mnist(config.data.dir)
     x, y = data.limit(ds.x_train, ds.y_train, config.data.train_limit)
     (xt, yt), (xv, yv) = data.split_train_val(x, y, config.data.val_split, config.seed)
+    cut = config.data.train_limit if len(y) < len(ds.y_train) else None  # the limit took some
+    check_split(y, yt, yv, config.data.val_split, cut)
     xs, ys = data.limit(ds.x_test, ds.y_test, config.data.test_limit)
     return Splits(x, y, xt, yt, xv, yv, xs, ys, ds.source)
+
+
+def check_split(
+    y_pool: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, val_split: float, limit: int | None
+) -> None:
+    """Every class has a training example, and a validation one when there is a split.
+
+    `limit`: data.train_limit when it left some training data out, else None (a class the
+    data lacks is then the data's fault, exit 3).
+
+    Checked before any run folder exists: without training examples Keras fits no step and a
+    run would end in "no epoch produced a finite val_loss", which is about the data.
+    """
+    chosen = f"data.val_split={val_split}" + (f", data.train_limit={limit}" if limit else "")
+    fix = "raise data.train_limit or lower data.val_split"
+    if len(y_train) == 0:
+        raise ConfigError(f"data: no training example left of {len(y_pool)} ({chosen}); {fix}")
+    pool, train, val = (
+        np.bincount(y, minlength=len(CLASS_NAMES)) for y in (y_pool, y_train, y_val)
+    )
+    for c, name in enumerate(CLASS_NAMES):
+        n = f"{pool[c]} example{'' if pool[c] == 1 else 's'}"
+        where = f"data: class {c} ({name}) has {n} in the training pool ({chosen})"
+        if pool[c] == 0 and limit is None:
+            raise DataError(f"{where}: the data lacks it; use data with all 10 classes")
+        if train[c] == 0:
+            raise ConfigError(f"{where}, none left for training; {fix}")
+        if val_split > 0 and val[c] == 0:
+            raise ConfigError(
+                f"{where}, none in the validation split; raise data.train_limit or "
+                "data.val_split, or set data.val_split=0 (no validation)"
+            )
