@@ -185,7 +185,7 @@ def test_unwritable_places_for_evaluate_and_finetune(tmp_path, saved_run, synthe
     before, before_run = snapshot(tmp_path), snapshot(saved_run)
     model = str(saved_run / "best.keras")
     report = blocker / "sub" / "eval.json"
-    args = ["evaluate", model, "--json", str(report), "--data-dir", str(synthetic_dir)]
+    args = ["evaluate", model, "--output", str(report), "--data-dir", str(synthetic_dir)]
     fails(args, 3, "eval.json", "cannot write")
     fails(["finetune", model, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir")
     assert snapshot(tmp_path) == before and snapshot(saved_run) == before_run

@@ -49,14 +49,14 @@ def test_test_flip_averages_each_image_with_its_mirror_image(tmp_path, isolated,
     # `fmnist evaluate` follows the config saved beside the model unless told otherwise.
     data = ["--data-dir", str(synthetic_dir)]
     same = tmp_path / "same.json"
-    done = runner.invoke(app, ["evaluate", str(model_path), *data, "--json", str(same)])
+    done = runner.invoke(app, ["evaluate", str(model_path), *data, "--output", str(same)])
     assert done.exit_code == 0, done.output
     assert json.loads(same.read_text())["loss"] == pytest.approx(loss, abs=1e-5)
     assert f"with the test-time flip; alone {alone}" in " ".join(done.output.split())
     single = tmp_path / "single.json"
     done = runner.invoke(
         app,
-        ["evaluate", str(model_path), *data, "--json", str(single), "--no-test-flip"],
+        ["evaluate", str(model_path), *data, "--output", str(single), "--no-test-flip"],
     )
     assert done.exit_code == 0, done.output
     one_view = json.loads(single.read_text())

@@ -7,8 +7,12 @@ validating a config stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -113,15 +117,37 @@ def build_backbone(spec: BackboneSpec, size: int, weights: str | None, model_cfg
 
     if spec.keras_app is not None:
         constructor = getattr(keras.applications, spec.keras_app)
-        return constructor(
-            include_top=False,
-            weights=weights,
-            input_shape=(size, size, 3),
-            name="backbone",
-        )
+        with _quiet_keras_app():
+            return constructor(
+                include_top=False,
+                weights=weights,
+                input_shape=(size, size, 3),
+                name="backbone",
+            )
     if spec.name == "cnn":
         return _cnn(size, model_cfg.cnn)
     return _dense(size, model_cfg.dense)
+
+
+@contextlib.contextmanager
+def _quiet_keras_app() -> Iterator[None]:
+    """Keras's own words while it builds an application, held back unless verbose:
+
+    - the UserWarning (with its source line) that MobileNetV2 at a size without its own
+      ImageNet weights loads the 224 ones: a known fact of the registry (`weight_sizes`);
+    - "Downloading data from https://..." and its bar: written out when the download
+      succeeds, dropped when it fails, as the error then says which file to put where.
+    """
+    from . import tfenv
+
+    if tfenv.verbose():
+        yield
+        return
+    held = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(held):
+        warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square")
+        yield
+    sys.stdout.write(held.getvalue())  # not reached when the build fails
 
 
 def _cnn(size: int, cfg: Any) -> Any:

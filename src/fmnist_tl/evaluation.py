@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,19 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import atomic, data
+from . import atomic, data, progress
 from .classes import CLASS_NAMES
 from .errors import ConfigError, MissingFileError, first_line
 from .inference import infer
-from .reporting.plots import plot_confusion_matrix, plot_misclassified
+from .paths import check_model_file, check_report_outputs, report_paths
+from .reporting.plots import plot_confusion_matrix, plot_misclassified, run_title
 
 EXPECTED_INPUT = (None, 28, 28, 1)
 
 
 def load_classifier(path: str | Path) -> keras.Model:
     """Load a .keras file and check it is a Fashion-MNIST classifier (28x28x1 -> 10)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: model file not found; pass the path to a .keras file")
-    if not zipfile.is_zipfile(path):
-        raise MissingFileError(f"{path}: not a Keras model file (.keras zip archive expected)")
+    path = check_model_file(path)  # missing, a folder, not a zip, a zip of no model
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
@@ -65,20 +63,26 @@ def saved_test_flip(model_path: str | Path) -> bool:
         return False
 
 
-def _views(model: keras.Model, x: np.ndarray, test_flip: bool) -> list[np.ndarray]:
-    """Class probabilities of the images, and with `test_flip` of their mirror images."""
-    views = [infer(model, x)]
+def _views(
+    model: keras.Model, x: np.ndarray, test_flip: bool, label: str | None = None
+) -> list[np.ndarray]:
+    """Class probabilities of the images, and with `test_flip` of their mirror images;
+    `label` names the progress bar (none without it)."""
+    views = [infer(model, x, label=label)]
     if test_flip:
-        views.append(infer(model, np.ascontiguousarray(x[:, :, ::-1])))
+        mirrored = np.ascontiguousarray(x[:, :, ::-1])
+        views.append(infer(model, mirrored, label=label and f"{label} (mirror images)"))
     return views
 
 
-def predict_proba(model: keras.Model, x: np.ndarray, *, test_flip: bool = False) -> np.ndarray:
+def predict_proba(
+    model: keras.Model, x: np.ndarray, *, test_flip: bool = False, label: str | None = None
+) -> np.ndarray:
     """Class probabilities for raw pixels (0..255), in batches.
 
     With `test_flip`, the mean over each image and its mirror image (see augment.test_flip).
     """
-    return np.mean(_views(model, x, test_flip), axis=0)
+    return np.mean(_views(model, x, test_flip, label), axis=0)
 
 
 def evaluate_arrays(
@@ -89,7 +93,7 @@ def evaluate_arrays(
     With `test_flip` the figures are for the flip-averaged probabilities, and the accuracy of
     the images alone is reported beside them, so the two can be compared.
     """
-    views = _views(model, x, test_flip)
+    views = _views(model, x, test_flip, label="testing")
     probs = np.mean(views, axis=0)
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
@@ -148,17 +152,25 @@ def write_evaluation(
     *,
     test_flip: bool = False,
     extra: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes)."""
+    """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes), whose
+    titles name `run_id` (default: the report's folder) and the test accuracy.
+
+    Every path is checked before the first is written, so a picture's path that is a folder
+    leaves no JSON report without its pictures."""
+    check_report_outputs(out_json)
+    _, confusion, mistakes = report_paths(out_json)
     result = evaluate_arrays(model, x, y, test_flip=test_flip)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)
-    stem = out_json.parent / out_json.stem
-    plot_confusion_matrix(np.array(result["confusion_matrix"]), f"{stem}_confusion.png")
-    plot_misclassified(x, y, pred, probs, f"{stem}_misclassified.png")
+    title = run_title(run_id or out_json.parent.name, result["accuracy"], len(y))
+    cm = np.array(result["confusion_matrix"])
+    plot_confusion_matrix(cm, str(confusion), title=title)
+    plot_misclassified(x, y, pred, probs, str(mistakes), title=title)
     result["json_path"] = str(out_json)
-    result["plots"] = [f"{stem}_confusion.png", f"{stem}_misclassified.png"]
+    result["plots"] = [str(confusion), str(mistakes)]
     return result
 
 
@@ -167,19 +179,66 @@ def evaluate(
     *,
     data_dir: str | None = None,
     test_limit: int | None = None,
-    json_path: str | Path | None = None,
+    output: str | Path | None = None,
     test_flip: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a saved model on the Fashion-MNIST test set; write JSON and pictures.
 
-    `test_flip` None: as the config saved with the model says (augment.test_flip).
+    `test_flip` None: as the config saved with the model says (augment.test_flip). The report
+    goes to `output`, else beside the model (`report_path`): a run's evaluation.json is only
+    rewritten for the test setup the run itself used.
     """
     model_path = Path(model_path)
     model = load_classifier(model_path)
     if test_flip is None:
         test_flip = saved_test_flip(model_path)
-    ds = data.load_fashion_mnist(data_dir)
+    with progress.task("loading data", None):
+        ds = data.load_fashion_mnist(data_dir)
     x, y = data.limit(ds.x_test, ds.y_test, test_limit)
-    out = Path(json_path) if json_path else model_path.parent / "evaluation.json"
+    setup = {"n": int(len(y)), "test_flip": bool(test_flip), "data_source": ds.source}
+    out = Path(output) if output else report_path(model_path, setup)
     extra = {"model": str(model_path), "data_source": ds.source}
-    return write_evaluation(model, x, y, out, test_flip=test_flip, extra=extra)
+    return write_evaluation(
+        model, x, y, out, test_flip=test_flip, extra=extra, run_id=model_run_id(model_path)
+    )
+
+
+REPORT = "evaluation.json"
+
+
+def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
+    """evaluation.json beside the model when `setup` is the one it holds (or there is none);
+    else a file named after what differs: evaluation.limit50.json, evaluation.flip.json,
+    evaluation.data-<digest>.json, so a run's own report is never replaced by another setup's.
+    """
+    own = model_path.parent / REPORT
+    try:
+        held = json.loads(own.read_text())
+    except (OSError, ValueError):
+        return own  # nothing to keep (or nothing readable): the report goes here
+    if not isinstance(held, dict):
+        return own
+    parts = []
+    if isinstance(held.get("model"), str) and Path(held["model"]).name != model_path.name:
+        parts.append(model_path.stem)  # another model of the same folder
+    if held.get("n") != setup["n"]:
+        parts.append(f"limit{setup['n']}")
+    if bool(held.get("test_flip", False)) != setup["test_flip"]:
+        parts.append("flip" if setup["test_flip"] else "noflip")
+    if held.get("data_source") not in (None, setup["data_source"]):
+        digest = hashlib.sha256(setup["data_source"].encode()).hexdigest()[:8]
+        parts.append(f"data-{digest}")
+    return own if not parts else own.with_name(f"evaluation.{'.'.join(parts)}.json")
+
+
+def model_run_id(model_path: Path) -> str:
+    """What figure titles call a model: its run folder's name, or the file name with the run
+    it was published from (saved_models/best.keras's best.json), or the file name alone."""
+    if (model_path.parent / "config.yaml").is_file():
+        return model_path.parent.name
+    try:
+        record = json.loads(model_path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return model_path.name
+    run = record.get("run_id") if isinstance(record, dict) else None
+    return f"{model_path.name} ({run})" if run else model_path.name

@@ -13,12 +13,19 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from . import progress
+
 INFER_BATCH = 128
 BRANCHES = 2  # independent halves per batch
 
 
-def infer(model: keras.Model, x: np.ndarray, batch_size: int = INFER_BATCH) -> np.ndarray:
-    """`model(x, training=False)` in batches, as float32 numpy; `x` is uint8 or float pixels."""
+def infer(
+    model: keras.Model, x: np.ndarray, batch_size: int = INFER_BATCH, *, label: str | None = None
+) -> np.ndarray:
+    """`model(x, training=False)` in batches, as float32 numpy; `x` is uint8 or float pixels.
+
+    With `label`, a progress bar of that name counts the images (on a terminal only).
+    """
     import tensorflow as tf
 
     if len(x) == 0:
@@ -43,4 +50,11 @@ def infer(model: keras.Model, x: np.ndarray, batch_size: int = INFER_BATCH) -> n
         .map(lambda b: tf.cast(b, tf.float32), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    return np.concatenate([np.asarray(step(b), dtype=np.float32) for b in ds])
+    if label is None:
+        return np.concatenate([np.asarray(step(b), dtype=np.float32) for b in ds])
+    outputs = []
+    with progress.task(label, len(x)) as advance:
+        for b in ds:
+            outputs.append(np.asarray(step(b), dtype=np.float32))
+            advance(len(outputs[-1]))
+    return np.concatenate(outputs)

@@ -12,6 +12,7 @@ from .classes import CLASS_NAMES
 from .images import load_images
 
 TOP_K = 3  # classes reported per image
+PROGRESS_FROM = 256  # images from which predicting shows a progress bar (on a terminal)
 
 
 def predict_images(
@@ -33,7 +34,8 @@ def predict_images(
     model = load_classifier(model_path)
     if test_flip is None:
         test_flip = saved_test_flip(model_path)
-    probs = predict_proba(model, x, test_flip=test_flip)
+    label = "predicting" if len(x) >= PROGRESS_FROM else None  # no bar for a handful
+    probs = predict_proba(model, x, test_flip=test_flip, label=label)
     results = []
     for path, p in zip(image_paths, probs, strict=True):
         best = np.argsort(-p, kind="stable")[:TOP_K]

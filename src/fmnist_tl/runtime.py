@@ -6,10 +6,12 @@ import contextlib
 import os
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import tfenv
 from ._version import __version__
 from .config import Config
 
@@ -32,6 +34,8 @@ def has_gpu() -> bool:
 
 def apply(config: Config) -> None:
     """Seeds, deterministic ops and the precision policy, before any model is built."""
+    if config.runtime.verbose == "debug":  # before TensorFlow loads, when it has not yet
+        tfenv.set_verbose()
     import keras
     import tensorflow as tf
 
@@ -56,6 +60,9 @@ def strategy(config: Config) -> Any:
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "multi_worker":
+        from .multiworker import patch_keras
+
+        patch_keras()  # two Keras 3 bugs with more than one worker (multiworker.py)
         # Reads the cluster from the TF_CONFIG environment variable.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return None
@@ -72,7 +79,7 @@ def replicas(strat: Any) -> int:
 def verbosity(config: Config) -> int:
     """Keras fit verbosity: a progress bar on a terminal, one line per epoch otherwise."""
     mode = config.runtime.verbose
-    if mode == "auto":
+    if mode in ("auto", "debug"):
         return 1 if sys.stdout.isatty() else 2
     return {"bar": 1, "epoch": 2, "silent": 0}[mode]
 
@@ -90,3 +97,14 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (Linux /proc), or None where unknown."""
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(stat[19])  # field 22, starttime, counted after the ") " of the name
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")

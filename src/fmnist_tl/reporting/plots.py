@@ -40,20 +40,44 @@ def _save(fig: Figure, path: PathLike) -> None:
         plt.close(fig)
 
 
+def run_title(run_id: str, accuracy: float | None, n: int | None = None) -> str:
+    """The title every figure of a run carries: its id and its test accuracy."""
+    if accuracy is None:
+        return run_id
+    on = f" on {n} images" if n else ""
+    return f"{run_id}: test accuracy {accuracy:.4f}{on}"
+
+
 def plot_history(rows: list[dict[str, Any]], path: PathLike, *, title: str = "") -> None:
-    """Accuracy and loss curves per epoch, with the stage boundary and each stage's best epoch.
+    """Accuracy, loss and learning rate per epoch, with the stage boundary and each stage's
+    best epoch; one legend for the figure (the panels share their lines).
 
     Best = lowest val_loss within each stage, so a stage that overfits shows where it peaked.
     `rows` are history.csv's (training.runfolder.read_history); "" or NaN mean no value.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), constrained_layout=True)
     epochs = np.array([r["epoch"] for r in rows], dtype=float)
     stages = [r.get("stage", HEAD) for r in rows]
     for ax, metric in ((axes[0], "accuracy"), (axes[1], "loss")):
         _plot_metric(ax, rows, epochs, stages, metric)
+    _plot_learning_rate(axes[2], rows, epochs, stages)
     if not rows:
         axes[0].text(
             0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=axes[0].transAxes
+        )
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=min(len(handles), 6),
+            fontsize=8,
+            numpoints=1,
+            frameon=False,
         )
     if title:
         fig.suptitle(title)
@@ -64,28 +88,47 @@ def _plot_metric(
     ax: Axes, rows: list[dict[str, Any]], epochs: np.ndarray, stages: list[str], metric: str
 ) -> None:
     """One panel of plot_history: train and val curves, best epochs, the stage boundary."""
-    ax.plot(epochs, _column(rows, metric), "o-", ms=3, label=f"train {metric}")
+    ax.plot(epochs, _column(rows, metric), "o-", ms=3, color="tab:blue", label="train")
     val = _column(rows, f"val_{metric}")
     if np.isfinite(val).any():
-        ax.plot(epochs, val, "s-", ms=3, label=f"val {metric}")
-    first = True
+        ax.plot(epochs, val, "s-", ms=3, color="tab:orange", label="validation")
     for stage in dict.fromkeys(stages):  # stage order as recorded
         idx = [i for i, s in enumerate(stages) if s == stage]
         losses = _column([rows[i] for i in idx], "val_loss")
         if not np.isfinite(losses).any():
             continue
         best = idx[int(np.nanargmin(losses))]
-        label = "best epoch (min val_loss)" if first else None
+        label = "best epoch of a stage (min val_loss)"
         ax.plot(epochs[best], val[best], "*", ms=14, color="crimson", zorder=5, label=label)
-        first = False
+    _epoch_axis(ax, epochs, stages)
+    ax.set_ylabel(metric)
+    ax.set_title(metric)
+
+
+def _plot_learning_rate(
+    ax: Axes, rows: list[dict[str, Any]], epochs: np.ndarray, stages: list[str]
+) -> None:
+    """The learning rate each epoch ran at (history.csv), log scale when it spans decades."""
+    lr = _column(rows, "learning_rate")
+    ax.plot(epochs, lr, "o-", ms=3, color="tab:green", label="learning rate")
+    finite = lr[np.isfinite(lr) & (lr > 0)]
+    if finite.size and finite.max() / finite.min() > 10:
+        ax.set_yscale("log")
+    _epoch_axis(ax, epochs, stages)
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning rate")
+
+
+def _epoch_axis(ax: Axes, epochs: np.ndarray, stages: list[str]) -> None:
+    """Whole-number epoch ticks, the grid, and the dashed line where fine-tuning starts."""
+    from matplotlib.ticker import MaxNLocator
+
     boundary = _stage_boundary(epochs, stages)
     if boundary is not None:
         ax.axvline(boundary, ls="--", color="gray", label="fine-tuning starts")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    if rows:
-        ax.legend(fontsize=8)
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -110,8 +153,10 @@ def plot_confusion_matrix(
     *,
     class_names: Sequence[str] = CLASS_NAMES,
     normalize: bool = True,
+    title: str = "",
 ) -> None:
-    """Annotated heatmap; normalised per true class so rare and common classes read alike."""
+    """Annotated heatmap; normalised per true class so rare and common classes read alike.
+    `title` (run_title) goes above it."""
     cm = np.asarray(cm, dtype=float)
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
@@ -127,7 +172,8 @@ def plot_confusion_matrix(
     ax.set_yticks(ticks, labels=list(class_names)[:n])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
+    what = "confusion matrix" + (" (row-normalised)" if normalize else "")
+    ax.set_title(f"{title}\n{what}" if title else what)
     threshold = (cm.max() or 1) / 2
     for i in range(n):
         for j in range(n):
@@ -146,6 +192,7 @@ def plot_misclassified(
     *,
     max_images: int = 25,
     class_names: Sequence[str] = CLASS_NAMES,
+    title: str = "",
 ) -> None:
     """Grid of up to `max_images` wrong predictions; with none wrong, a PNG that says so.
 
@@ -166,6 +213,8 @@ def plot_misclassified(
         ax.axis("off")
         text = f"no misclassified images\n({len(t)} evaluated)"
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
+        if title:
+            fig.suptitle(title, fontsize=10)
         _save(fig, path)
         return
     cols = min(5, wrong.size)
@@ -181,11 +230,12 @@ def plot_misclassified(
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong, strict=False):
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        title = f"true: {class_names[int(t[i])]}\npred: {class_names[int(p[i])]}"
+        caption = f"true: {class_names[int(t[i])]}\npred: {class_names[int(p[i])]}"
         if conf is not None:
-            title += f" (p={conf[i]:.2f})"
-        ax.set_title(title, fontsize=8)
-    fig.suptitle(f"misclassified: showing {wrong.size} of {int((t != p).sum())}")
+            caption += f" (p={conf[i]:.2f})"
+        ax.set_title(caption, fontsize=8)
+    what = f"misclassified: showing {wrong.size} of {int((t != p).sum())}"
+    fig.suptitle(f"{title}\n{what}" if title else what)
     _save(fig, path)
 
 

@@ -221,10 +221,96 @@ def plateau_callback(
     )
 
 
+class StepProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, never past the epoch's steps.
+
+    With steps_per_execution > 1 Keras reports the last step of each call into TensorFlow, so
+    a head on cached features (32 steps per call, 8 steps per epoch) drew `32/8` and a bar
+    80 characters wide.
+    """
+
+    def _update_progbar(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.target is not None:
+            batch = min(batch, int(self.target) - 1)
+        super()._update_progbar(batch, logs)
+
+
 class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """TensorBoard that flushes its writers every epoch, so a killed run keeps its curves."""
+    """TensorBoard for one run, across its stages and sittings.
+
+    - Writers are flushed every epoch, so a killed run keeps its curves.
+    - Epoch scalars use the run's epoch (stage 2 continues at `initial_epoch`), and the
+      `evaluation_*_vs_iterations` scalars the run's training steps so far, (epoch + 1) x steps
+      per epoch: Keras uses the optimizer's counter, which starts again at 0 when stage 2
+      compiles a new optimizer.
+    - The graph is the full model's forward pass (raw pixels to probabilities), written once:
+      Keras would write the graph of what each `fit` trains, which in stage 1 on cached
+      features is the 4-layer head.
+    - `write_test` adds the test scores at the kept epoch and the confusion matrix image.
+    """
+
+    def __init__(self, log_dir: str, full_model: keras.Model | None = None, **kwargs: Any):
+        super().__init__(log_dir=log_dir, write_graph=False, **kwargs)
+        self.full_model = full_model
+        self._epoch = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        train_dir = Path(self.log_dir) / "train"
+        # A previous sitting of the run wrote its events, and so its graph, already.
+        written = train_dir.is_dir() and any(train_dir.glob("events.out.tfevents.*"))
+        super().on_train_begin(logs)
+        if self.full_model is not None and not written:
+            with self._train_writer.as_default():
+                write_model_graph(self.full_model)
+        self.full_model = None  # once per sitting
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._epoch = epoch
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        step = (self._epoch + 1) * int(self.params.get("steps") or 0)
+        with self._val_writer.as_default():
+            for name, value in (logs or {}).items():
+                self.summary.scalar(f"evaluation_{name}_vs_iterations", value, step=step)
+        self._pop_writer()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         super().on_epoch_end(epoch, logs)
         for writer in getattr(self, "_writers", {}).values():
             writer.flush()
+
+    def write_test(self, evaluation: dict[str, Any], best_epoch: int | None) -> None:
+        """The test scores as one more point on the epoch curves (at the kept epoch, the
+        "test" run beside "train" and "validation"), and the confusion matrix PNG as an image."""
+        write_test_summary(Path(self.log_dir) / "test", evaluation, max((best_epoch or 1) - 1, 0))
+
+
+def write_model_graph(model: keras.Model) -> None:
+    """The forward graph of `model` (raw pixels to probabilities) into the default summary
+    writer, for TensorBoard's Graphs tab."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(model.input_shape, tf.float32)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    tf.summary.graph(graph)
+
+
+def write_test_summary(test_dir: Path, evaluation: dict[str, Any], step: int) -> None:
+    """`epoch_accuracy`, `epoch_loss` (and `epoch_accuracy_without_flip`) of the test set at
+    `step`, and `confusion_matrix`: the PNG that evaluation drew (evaluation["plots"][0])."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(test_dir))
+    try:
+        with writer.as_default():
+            for name in ("accuracy", "loss", "accuracy_without_flip"):
+                if evaluation.get(name) is not None:
+                    tf.summary.scalar(f"epoch_{name}", float(evaluation[name]), step=step)
+            png = Path(evaluation["plots"][0]) if evaluation.get("plots") else None
+            if png is not None and png.is_file():
+                image = tf.image.decode_png(tf.io.read_file(str(png)), channels=3)
+                tf.summary.image("confusion_matrix", image[tf.newaxis], step=step)
+    finally:
+        writer.flush()
+        writer.close()
