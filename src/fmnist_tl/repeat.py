@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import atomic
 from .cli.render import repeat_markdown
+from .config.fields import MAX_SEED  # NumPy's and Keras's seeding accept 0 .. 2**32 - 1
+from .config.sections import MAX_RUNS_PER_CELL  # sweep.seeds' bound: the same for a group
 from .errors import ConfigError
 from .reporting.runs import mean_std
 
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from .config import Config
     from .training.trainer import RunResult
 
-MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeding accept 0 .. 2**32 - 1
 MIN_RUNS = 2  # with one run the spread is unknown; mean_std would report a misleading 0.0
 
 
@@ -47,8 +48,16 @@ def resolve_seeds(base_seed: int, *, repeat: int | None, seeds: str | None) -> l
                 f"--repeat: need at least {MIN_RUNS} runs to measure a spread, got {repeat}; "
                 "for a single run leave --repeat out"
             )
-        chosen = list(range(base_seed, base_seed + repeat))
-        return check_seeds(chosen, "--repeat")
+        if repeat > MAX_RUNS_PER_CELL:  # checked before range() builds anything
+            raise ConfigError(
+                f"--repeat: at most {MAX_RUNS_PER_CELL} runs (as sweep.seeds), got {repeat}"
+            )
+        if base_seed + repeat - 1 > MAX_SEED:
+            raise ConfigError(
+                f"--repeat {repeat}: seeds from seed {base_seed} pass {MAX_SEED}, the largest "
+                "seed NumPy takes; lower seed or --repeat"
+            )
+        return check_seeds(range(base_seed, base_seed + repeat), "--repeat")
     if seeds is None:
         raise ConfigError("give --repeat N or --seeds S1,S2,...")
     items = [s.strip() for s in seeds.split(",")]
@@ -63,11 +72,15 @@ def resolve_seeds(base_seed: int, *, repeat: int | None, seeds: str | None) -> l
 
 def check_seeds(seeds: Sequence[int], what: str = "seeds") -> list[int]:
     """At least two distinct seeds in 0 .. 2**32-1 (the same seed twice repeats one run)."""
-    seeds = [int(s) for s in seeds]
     if len(seeds) < MIN_RUNS:
         raise ConfigError(
             f"{what}: need at least {MIN_RUNS} seeds to measure a spread, got {len(seeds)}"
         )
+    if len(seeds) > MAX_RUNS_PER_CELL:
+        raise ConfigError(
+            f"{what}: at most {MAX_RUNS_PER_CELL} seeds (as sweep.seeds), got {len(seeds)}"
+        )
+    seeds = [int(s) for s in seeds]
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise ConfigError(f"{what}: seeds must be in 0..{MAX_SEED}, got {bad[0]}")

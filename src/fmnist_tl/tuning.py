@@ -31,11 +31,13 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from . import atomic, runtime
+from . import atomic, ktdist, runtime
 from .cli.render import tune_markdown
 from .config import Config, SearchDim, apply_values, check_search, search_space
 from .errors import ConfigError, Interrupted, TrainingDiverged
+from .paths import check_run_outputs
 from .records import HEAD, TrialRecord, direction
+from .training import hparams
 from .training.features import FeatureStore
 from .training.fit import fit_stage
 from .training.interrupts import StopSignals
@@ -71,9 +73,10 @@ def tune(
     t_start = time.perf_counter()
     n = check_search(config, trials)
     dims = search_space(config)
+    check_run_outputs(config.output, publish=False)  # a log or cache folder that is a file
     runtime.apply(config)
     splits = prepare_data(config)  # before the folder: missing data leaves nothing behind
-    name = f"{config.output.name or 'default'}-tune"
+    name = ktdist.folder_name(f"{config.output.name or 'default'}-tune")  # a worker: its id
     tune_dir = new_folder(Path(config.output.dir), name, what="tune")
     return _Search(config, dims, n, splits, tune_dir, on_trial, t_start).run()
 
@@ -87,7 +90,7 @@ class _Tuner(kt.RandomSearch):
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
         try:
-            return self._search.run_trial(trial.hyperparameters.values)
+            return self._search.run_trial(trial.hyperparameters.values, trial.trial_id)
         except Exception as exc:  # not the trial's fault: stop the search, surface it below
             raise kt.errors.FatalError(str(exc)) from exc
 
@@ -112,6 +115,7 @@ class _Search:
         self.store = FeatureStore()  # features reused by every trial with the same backbone
         self.stopped: str | None = None
         self.signals = StopSignals()
+        self.ran_on: dict[str, str] = {}  # distributed: trial -> the worker that ran it
 
     def run(self) -> TuneResult:
         tuner = _Tuner(
@@ -126,8 +130,13 @@ class _Search:
             directory=str(self.dir),
             project_name=KT_PROJECT,
         )
-        # Keras Tuner replaces a seed of 0 by a random one; the search must follow `seed`.
-        tuner.oracle.seed = tuner.oracle._seed_state = self.base.seed
+        if not ktdist.is_worker():  # a worker's oracle is the chief's, over gRPC
+            # Keras Tuner replaces a seed of 0 by a random one; the search must follow `seed`.
+            tuner.oracle.seed = tuner.oracle._seed_state = self.base.seed
+        if ktdist.is_chief():
+            tuner.save()
+            ktdist.serve(tuner.oracle, self._record_remote)
+            return self._finish()
         try:
             # SIGINT/SIGTERM: the unfinished trial is dropped, the finished ones are kept.
             with self.signals, warnings.catch_warnings():
@@ -146,17 +155,32 @@ class _Search:
         except kt.errors.FatalError as exc:
             self._write()  # the trials that completed stay on record
             raise (exc.__cause__ or exc) from None
-        if len(self.records) < self.trials:
+        return self._finish()
+
+    def _finish(self) -> TuneResult:
+        if len(self.records) < self.trials and not ktdist.is_worker():
             self.stopped = "search space exhausted"  # the oracle found no new combination
         result = self._write()
-        if result.best is None:
+        if result.best is None and not ktdist.is_worker():  # a worker may get no trial
             self._no_result()
         return result
 
-    def run_trial(self, hp_values: dict[str, Any]) -> dict[str, float]:
+    def _record_remote(self, trial: Any, tuner_id: str) -> None:
+        """The chief: a trial a worker finished, from the numbers its Trial proto carries."""
+        values = _decode(self.dims, trial.hyperparameters.values)
+        record = ktdist.trial_record(trial, values, self.objective, tuner_id)
+        self.records.append(record)
+        self.ran_on[str(record.trial)] = tuner_id
+        self._write()
+        if self.on_trial is not None:
+            self.on_trial(record, self.trials)
+
+    def run_trial(self, hp_values: dict[str, Any], trial_id: str | None = None) -> dict[str, float]:
         self._stop_if_requested()
         t0 = time.perf_counter()
-        record = TrialRecord(len(self.records) + 1, _decode(self.dims, hp_values))
+        # The trial's number: its order here, or the oracle's id when it serves several workers.
+        number = int(trial_id) + 1 if ktdist.is_worker() and trial_id else len(self.records) + 1
+        record = TrialRecord(number, _decode(self.dims, hp_values))
         # Ctrl-C or an unexpected error propagates from here: an unfinished trial is not recorded.
         self._stage1(record)
         record.seconds = round(time.perf_counter() - t0, 3)
@@ -168,7 +192,9 @@ class _Search:
             # A NaN score makes Keras Tuner mark the trial FAILED and go on (FailedTrialError
             # would do the same but print a traceback: keras_tuner's DEBUG is on by default).
             return {self.objective: math.nan}
-        return {"val_accuracy": record.val_accuracy, "val_loss": record.val_loss}
+        extra = {"epochs_run": record.epochs_run, "best_epoch": record.best_epoch or 0}
+        scores = {"val_accuracy": record.val_accuracy, "val_loss": record.val_loss, **extra}
+        return {**scores, "seconds": record.seconds}
 
     def _trial_config(self, record: TrialRecord) -> Config | None:
         """The base config with the trial's values, or None (record marked invalid)."""
@@ -224,6 +250,9 @@ class _Search:
         record.objective = objective
         record.val_accuracy, record.val_loss = summary.best_val_accuracy, summary.best_val_loss
         record.best_epoch = summary.best_epoch
+        log_dir = Path(config.output.log_dir) / self.dir.name / f"trial_{record.trial:03d}"
+        scores = {"val_accuracy": record.val_accuracy, "val_loss": record.val_loss}
+        hparams.log_hparams(log_dir, config, scores, keys=record.values)
 
     def _log_features(self, logged: int, trial: int) -> None:
         """The feature loads or extractions this trial caused, for the leaderboard."""
@@ -295,6 +324,9 @@ class _Search:
                 "val": int(len(self.splits.x_val)),
             },
             "keras_tuner": {"version": kt.__version__, "project_dir": KT_PROJECT},
+            "distributed": {"role": ktdist.tuner_id(), "ran_on": self.ran_on}
+            if ktdist.active()
+            else None,
             "versions": runtime.versions(),
             "trials": [{"rank": i + 1, **r.to_dict()} for i, r in enumerate(ranked)],
         }

@@ -10,7 +10,7 @@ import glob
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,13 @@ class Comparison:
     markdown: str
     markdown_path: Path
     plot_path: Path
+    # Per row: its image counts "train/val/test" (rows on different limits are marked) and
+    # validation accuracy at the best epoch (a group's mean).
+    data: list[str] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    # --diff: the config keys whose values differ between the rows, and each row's values
+    diff_keys: list[str] | None = None
+    diff_values: list[dict[str, Any]] | None = None
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -71,11 +78,29 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), std
 
 
+def best_val_accuracy(m: RunMetrics) -> float | None:
+    """Validation accuracy at the run's best epoch: the stage whose best wins on its monitor.
+
+    The checkpoint keeps the best epoch over both stages, so the stage that holds it is the one
+    whose best monitored value is better.
+    """
+    stages = [s for s in m.stages if s.best_val_accuracy is not None]
+    if not stages:
+        return None
+    monitor = stages[0].monitor
+    if "accuracy" in monitor:
+        best = max(stages, key=lambda s: s.best_val_accuracy or 0.0)
+    else:
+        best = min(stages, key=lambda s: s.best_val_loss if s.best_val_loss is not None else 1e9)
+    return float(best.best_val_accuracy) if best.best_val_accuracy is not None else None
+
+
 def compare_runs(
     patterns: list[str] | None = None,
     *,
     root: PathLike = "saved_models",
     out_dir: PathLike | None = None,
+    diff: bool = False,
 ) -> Comparison:
     """Collect runs (best test accuracy first), write comparison.md and comparison.png.
 
@@ -83,14 +108,90 @@ def compare_runs(
         patterns: run folders, run ids under `root` or glob patterns; None = every run in `root`.
         root: the folder holding the runs (output.dir).
         out_dir: where the two files go; None = `root`.
+        diff: the table shows only the config keys that differ between the runs, plus
+            validation and test accuracy (comparison.md then holds that table).
     """
+    from ..cli.render import markdown_table
+
     rows = collect_runs(patterns or None, root)
     out = Path(out_dir) if out_dir is not None else Path(root)
-    markdown = comparison_markdown(rows)
     md_path, png_path = out / "comparison.md", out / "comparison.png"
-    atomic.write_text(md_path, markdown)
+    members = [_members(Path(r.path), Path(root)) for r in rows]
+    metrics = [[RunMetrics.read(d / "metrics.json") for d in m] for m in members]
+    data = [_same([f"{x.data.train}/{x.data.val}/{x.data.test}" if x.data else "" for x in m])
+            for m in metrics]  # fmt: skip
+    val = [_mean_or_none([best_val_accuracy(x) for x in m]) for m in metrics]
+    c = Comparison(rows, "", md_path, png_path, [str(d) for d in data], val)
+    if diff:
+        c.diff_keys, c.diff_values = differing_keys([_config_of(m) for m in members])
+        c.markdown = markdown_table(*diff_table(c))
+    else:
+        c.markdown = comparison_markdown(rows, data=c.data)
+    atomic.write_text(md_path, c.markdown)
     plot_comparison(rows, png_path)
-    return Comparison(rows, markdown, md_path, png_path)
+    return c
+
+
+# Keys that say where results go or how they print, not what was measured.
+_NOT_COMPARED = ("output.", "runtime.verbose", "sweep.", "tune.")
+
+
+def differing_keys(configs: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The dotted keys whose values are not the same in every config, and each row's values.
+
+    A repeat group's seeds differ by design, so `seed` is compared only between single runs.
+    """
+    flat = [_flatten(c) for c in configs]
+    keys = sorted({k for f in flat for k in f if not k.startswith(_NOT_COMPARED)})
+    keys = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+    return keys, [{k: f.get(k) for k in keys} for f in flat]
+
+
+def diff_table(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the --diff table: run, differing keys, data, val and test accuracy."""
+    from ..cli.render import format_value, plus_minus
+
+    keys = c.diff_keys or []
+    header = ["#", "run", *keys, "data (train/val/test)", "val accuracy", "test accuracy", "n"]
+    cells = []
+    for i, (r, v, data, val) in enumerate(
+        zip(c.rows, c.diff_values or [], c.data, c.val_accuracy, strict=True), 1
+    ):
+        shown = "" if val is None else f"{val:.4f}"
+        row = [str(i), r.run, *(format_value(v[k]) for k in keys), data, shown]
+        cells.append([*row, plus_minus(r.accuracy, r.accuracy_std), str(r.n)])
+    return header, cells
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _members(folder: Path, root: Path) -> list[Path]:
+    """A row's run folders: the run itself, or a group's members."""
+    if (folder / "repeat.json").is_file():
+        return [_member(folder, root, r) for r in _read_json(folder / "repeat.json")["runs"]]
+    return [folder]
+
+
+def _config_of(members: list[Path]) -> dict[str, Any]:
+    """A run's saved config.yaml; a group's first member's, without the seed that varies."""
+    import yaml
+
+    try:
+        text = (members[0] / "config.yaml").read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    if len(members) > 1:
+        raw.pop("seed", None)
+    return raw
 
 
 def collect_runs(patterns: list[str] | None, root: PathLike = "saved_models") -> list[RunRow]:
@@ -226,3 +327,8 @@ def _same(values: list[Any]) -> Any:
     """The one value the runs share, else their distinct values joined by "/"."""
     distinct = list(dict.fromkeys(values))
     return distinct[0] if len(distinct) == 1 else "/".join(str(v) for v in distinct)
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None

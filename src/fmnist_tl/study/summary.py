@@ -1,0 +1,158 @@
+"""A study's table: one row per cell, built from its runs, and the files that hold it.
+
+study.json and study.md are rewritten (atomically) after every run, from the runs finished so
+far, so they are true at every moment: a cell's n says how many of its seeds are in its
+numbers, and `complete` says whether every run of the plan has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import atomic
+from ..reporting.runs import mean_std
+from .grid import SweepPlan
+
+STUDY_JSON = "study.json"
+STUDY_MD = "study.md"
+PLOT_ACCURACY = "study_accuracy.png"
+PLOT_COST = "study_cost.png"
+
+
+@dataclass
+class StudyRun:
+    """One finished (or failed) run of a study: what its row needs."""
+
+    cell: str
+    seed: int
+    run_id: str
+    status: str  # ok, diverged
+    test_accuracy: float | None = None
+    val_accuracy: float | None = None
+    wall_time_s: float | None = None
+    worker: str | None = None  # the Keras Tuner worker that ran it (distributed sweeps)
+
+
+@dataclass
+class CellRow:
+    """One cell: its values and mean ± sample std over its finished seeds."""
+
+    cell: str
+    values: dict[str, Any]
+    n: int
+    seeds: list[int]
+    runs: list[str]
+    test_accuracy: tuple[float, float] | None
+    val_accuracy: tuple[float, float] | None
+    wall_time_s: float | None  # mean per run
+    diverged: int = 0
+    rank: int = 0
+
+
+@dataclass
+class StudyResult:
+    """What `run_sweep` found and wrote."""
+
+    study_dir: Path
+    plan: SweepPlan
+    rows: list[CellRow]
+    runs: list[StudyRun]
+    complete: bool
+    skipped: int = 0  # runs a rerun found finished
+    resumed: int = 0  # runs a rerun carried on from their last epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def study_id(self) -> str:
+        return self.study_dir.name
+
+    @property
+    def json_path(self) -> Path:
+        return self.study_dir / STUDY_JSON
+
+    @property
+    def markdown_path(self) -> Path:
+        return self.study_dir / STUDY_MD
+
+    @property
+    def plots(self) -> list[Path]:
+        return [self.study_dir / PLOT_ACCURACY, self.study_dir / PLOT_COST]
+
+
+def cell_rows(plan: SweepPlan, runs: list[StudyRun]) -> list[CellRow]:
+    """One row per cell of the plan, best test accuracy first; cells with no run last."""
+    rows = []
+    for cell in plan.cells:
+        mine = sorted((r for r in runs if r.cell == cell.id), key=lambda r: r.seed)
+        ok = [r for r in mine if r.status == "ok"]
+        acc = [float(r.test_accuracy) for r in ok if r.test_accuracy is not None]
+        val = [float(r.val_accuracy) for r in ok if r.val_accuracy is not None]
+        wall = [float(r.wall_time_s) for r in ok if r.wall_time_s is not None]
+        rows.append(
+            CellRow(
+                cell=cell.id,
+                values=dict(cell.values),
+                n=len(ok),
+                seeds=[r.seed for r in ok],
+                runs=[r.run_id for r in ok],
+                test_accuracy=mean_std(acc) if acc else None,
+                val_accuracy=mean_std(val) if val else None,
+                wall_time_s=sum(wall) / len(wall) if wall else None,
+                diverged=len(mine) - len(ok),
+            )
+        )
+    rows.sort(key=lambda r: (r.test_accuracy is None, -(r.test_accuracy or (0.0, 0.0))[0]))
+    for i, row in enumerate(rows, 1):
+        row.rank = i
+    return rows
+
+
+def write_study(result: StudyResult) -> None:
+    """study.json, study.md and the two plots, as of now (each written atomically)."""
+    from ..cli.study_render import study_markdown
+    from ..reporting.study_plots import plot_study_accuracy, plot_study_cost
+
+    atomic.write_json(result.json_path, study_dict(result))
+    atomic.write_text(result.markdown_path, study_markdown(result))
+    if any(r.n for r in result.rows):
+        plot_study_accuracy(result.plan.grid, result.runs, result.plan, result.plots[0])
+        plot_study_cost(result.rows, result.plots[1])
+
+
+def study_dict(result: StudyResult) -> dict[str, Any]:
+    """What study.json holds."""
+    plan = result.plan
+    done = [r for r in result.runs if r.status == "ok"]
+    return {
+        "study_id": result.study_id,
+        "config_name": plan.base.output.name,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "key": plan.key(),
+        "complete": result.complete,
+        "grid": plan.grid,
+        "seeds": plan.seeds,
+        "runs_total": plan.total,
+        "runs_done": len(done),
+        "runs_diverged": len(result.runs) - len(done),
+        "std_ddof": 1,  # sample standard deviation over a cell's seeds
+        "scored_on": "test accuracy of each run's best epoch (by train.monitor)",
+        "data": {
+            "train_limit": plan.base.data.train_limit,
+            "test_limit": plan.base.data.test_limit,
+            "val_split": plan.base.data.val_split,
+        },
+        **result.extra,
+        "cells": [_row_dict(r) for r in result.rows],
+        "runs": [asdict(r) for r in result.runs],
+    }
+
+
+def _row_dict(row: CellRow) -> dict[str, Any]:
+    d = asdict(row)
+    for key in ("test_accuracy", "val_accuracy"):
+        pair = getattr(row, key)
+        d[key] = None if pair is None else {"mean": pair[0], "std": pair[1]}
+    return {"rank": d.pop("rank"), **d}
