@@ -229,7 +229,7 @@ def test_train_finetune_evaluate_through_the_cli(tmp_path, synthetic_dir):
     done = cli(
         "evaluate",
         str(run / "best.keras"),
-        "--json",
+        "--output",
         str(report),
         "--data-dir",
         str(synthetic_dir),

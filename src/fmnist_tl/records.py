@@ -45,6 +45,12 @@ class StageSummary:
     best_val_loss: float | None = None
     feature_cache: str | None = None  # "hit" or "miss" when the head trained on cached features
     feature_seconds: float | None = None
+    # Stage 2 on cached activations of the frozen bottom: "hit" or "miss", the seconds it took
+    # to load or compute them, the layer the cut sits before, and the cache's size.
+    activation_cache: str | None = None
+    activation_seconds: float | None = None
+    activation_cut: str | None = None
+    activation_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "epochs_run": self.epochs_run}
@@ -59,6 +65,13 @@ class StageSummary:
         d.update(wall_time_s=self.wall_time_s, images_per_s=self.images_per_s)
         if self.feature_cache is not None:
             d.update(feature_cache=self.feature_cache, feature_seconds=self.feature_seconds)
+        if self.activation_cache is not None:
+            d.update(
+                activation_cache=self.activation_cache,
+                activation_seconds=self.activation_seconds,
+                activation_cut=self.activation_cut,
+                activation_mb=self.activation_mb,
+            )
         return d
 
     @classmethod
@@ -115,11 +128,15 @@ class RunMetrics:
     resize_method: str | None = None
     weights_requested: str | None = None
     weights_used: str | None = None
+    weights_sha256: str | None = None  # of the weights file (or source model) actually loaded
     seed: int | None = None
     log_dir: str | None = None
     data: DataCounts | None = None
     runtime: RuntimeInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    # Where the last sitting's wall time went: startup_s, prepare_s, features_s, head_s,
+    # finetune_s, test_s, reports_s, process_s (the process's whole life up to metrics.json).
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -128,8 +145,9 @@ class RunMetrics:
         d["data"] = asdict(self.data) if self.data else None
         d["runtime"] = asdict(self.runtime) if self.runtime else None
         order = ("run_id", "config_name", "created", "backbone", "input_size", "resize_method")
-        order += ("weights_requested", "weights_used", "seed", "test", "stages", "wall_time_s")
-        order += ("log_dir", "data", "runtime", "versions")
+        order += ("weights_requested", "weights_used", "weights_sha256", "seed", "test")
+        order += ("stages", "wall_time_s")
+        order += ("log_dir", "data", "runtime", "versions", "timings")
         return {k: d[k] for k in order}
 
     @classmethod

@@ -25,6 +25,7 @@ from .callbacks import (
     HistoryWriter,
     ResumableEarlyStopping,
     ResumablePlateau,
+    StepProgbar,
     plateau_callback,
 )
 from .interrupts import StopAtSafePoint, StopRequested, StopSignals
@@ -118,7 +119,7 @@ def fit_stage(
     history.stage = stage
     guard = DivergenceGuard()
     callbacks = _callbacks(config, stage, monitor, resume or Resume(), hooks, history, guard)
-    callbacks.append(StopAtSafePoint(signals))
+    callbacks += [StopAtSafePoint(signals), StepProgbar()]  # StepProgbar: Keras's bar, capped
     stopped, deferred, t0 = False, signals.defer, time.perf_counter()
     signals.defer = True  # a signal now stops at the end of a batch, never mid-write
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from .. import atomic, runtime
+from .. import atomic, progress, runtime
 from ..config import Config
 from ..errors import Interrupted, TrainingDiverged
 from ..records import StageSummary
@@ -36,6 +36,7 @@ from .runfolder import (
     LAST_HEAD,
     STATE,
     RunState,
+    base_model,
     committed_history,
     committed_model,
     drop_previous,
@@ -87,7 +88,9 @@ class Session:
         history = HistoryWriter(
             run_dir / "history.csv", committed_history(run_dir, state.epochs_done)
         )
-        tensorboard = EpochTensorBoard(log_dir=str(Path(config.output.log_dir) / run_dir.name))
+        tensorboard = EpochTensorBoard(
+            str(Path(config.output.log_dir) / run_dir.name), full_model=full_model
+        )
         return cls(
             config,
             splits,
@@ -108,18 +111,28 @@ class Session:
         return round(self.prior_elapsed + time.perf_counter() - self.started, 3)
 
     def fit(
-        self, model: keras.Model, stage: str, data: StageData, *, on_features: bool = False
+        self,
+        model: keras.Model,
+        stage: str,
+        data: StageData,
+        *,
+        on_features: bool = False,
+        full_model: keras.Model | None = None,
     ) -> StageSummary:
         """Fit the current stage from where this run left it, committing every epoch.
 
-        `on_features`: `model` is the head alone, trained on cached features; the checkpoint
-        then keeps the best head in memory and saves the full model once the fit ends.
+        `on_features`: `model` is a part of `full_model` (the head on cached features, or the
+        top on cached activations); the checkpoint then keeps the best part in memory and
+        saves the full model once the fit ends.
         """
         state = self.state
         file_name = LAST_HEAD if on_features else LAST
+        progress.stage_header(self.config, state.stages, stage, on_features=on_features)
         self.ckpt.defer = on_features
         try:
-            resume = self.restore_stage(model, file_name) if self.resumed else Resume()
+            resume = Resume()
+            if self.resumed:
+                resume = self.restore_stage(model, file_name, full_model)
             self.resumed = False
             end = state.stage_start + self.config.schedule(stage).epochs
             outcome = fit_stage(
@@ -144,7 +157,9 @@ class Session:
             raise self.interrupted()
         return outcome.summary
 
-    def restore_stage(self, model: keras.Model, file_name: str) -> Resume:
+    def restore_stage(
+        self, model: keras.Model, file_name: str, full_model: keras.Model | None = None
+    ) -> Resume:
         """Put back the model (and, mid-stage, its optimizer) that a resumed run had committed,
         and the stage's early-stopping and plateau state."""
         state, ckpt = self.state, self.ckpt
@@ -152,7 +167,7 @@ class Session:
         if committed is None:  # no epoch finished yet: the model as built
             return Resume()
         if state.epochs_done == state.stage_start:  # the model the previous stage ended with
-            restore(model, committed, optimizer=False)
+            restore(full_model or model, committed, optimizer=False)
             return Resume()
         best_weights = None
         best_epoch = state.checkpoint.get("best_epoch") or 0
@@ -166,6 +181,21 @@ class Session:
         ckpt.load_state(state.checkpoint, pending=best_weights if ckpt.defer else None)
         return Resume(state.early_stopping, best_weights, state.plateau)
 
+    def start_cached_stage(self, full_model: keras.Model) -> None:
+        """Before a stage trains a part of the model on cached activations: keep the full model
+        it starts from in LAST (its hash in state.json), or, resumed, put that model back, so
+        the frozen bottom that makes the activations is the one the stage began with."""
+        state = self.state
+        if state.base_sha256 is None:
+            if state.model_file != LAST or state.epochs_done != state.stage_start:
+                # A `finetune` run has committed nothing yet: its source model is the base.
+                state.model_sha256 = save_model(self.run_dir, LAST, full_model)
+                state.model_file = LAST
+            state.base_sha256 = state.model_sha256
+            state.save(self.run_dir)
+        if self.resumed:
+            restore(full_model, base_model(self.run_dir, state), optimizer=False)
+
     def end_stage(self, summary: StageSummary, full_model: keras.Model) -> None:
         """Commit a finished stage; the next one starts from the model this one ended with."""
         state = self.state
@@ -174,6 +204,7 @@ class Session:
         state.stage = following[0] if following else None
         state.stage_start, state.stage_finished = state.epochs_done, False
         state.stage_seconds, state.early_stopping, state.plateau = 0.0, None, None
+        state.base_sha256 = None
         if following:
             state.model_sha256 = save_model(self.run_dir, LAST, full_model)
             state.model_file = LAST

@@ -7,11 +7,14 @@ them is then the same optimisation, far faster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from ..config import Config
+from ..inference import infer
 from ..model import Built, build_head, build_model, freeze_for_stage1
 from .features import FeatureStore
 from .splits import Splits, StageData
@@ -34,11 +37,13 @@ def stage1_inputs(
     built: Built | None = None,
     *,
     allow_cache: bool = True,
+    pooled: Callable[[], np.ndarray] | None = None,
 ) -> Stage1:
     """Freeze as configured and pick stage 1's model and data.
 
     With `built` None, features already in `store` for this backbone are reused and only the
-    head is built; otherwise the model is built here.
+    head is built; otherwise the model is built here. `pooled` computes the features another
+    way on a cache miss (from stage 2's activations: one pass over the backbone for both).
     """
     feats = store.reusable(config) if built is None and allow_cache else None
     if feats is not None:
@@ -49,7 +54,9 @@ def stage1_inputs(
     cacheable = frozen and built.head is not None and config.train.feature_cache == "auto"
     if not (cacheable and allow_cache and built.feature_extractor is not None):
         return Stage1(built.model, splits.images(), built, False)
-    feats, info = store.features(config, built.feature_extractor, built.weights_used, splits.x_pool)
+    extractor, x = built.feature_extractor, splits.x_pool
+    compute = pooled or (lambda: infer(extractor, x, label="extracting features"))
+    feats, info = store.features(config, compute, built.weights_used, x)
     return Stage1(
         built.head, splits.of_pool(feats, config), built, True, info["cache"], info["seconds"]
     )

@@ -10,6 +10,7 @@ optimizer state.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,20 +20,32 @@ from typing import Any
 
 import keras
 
-from .. import atomic, runtime, tfenv
-from ..config import Config, config_beside, load_config
+from .. import atomic, progress, runtime, tfenv
+from ..config import Config
+from ..config.loading import finetune_config, load_saved_config
 from ..errors import ConfigError, MissingFileError
 from ..evaluation import load_classifier, write_evaluation
 from ..model import Built, build_model, check_unfreeze_layer, find_backbone, unfreeze_from
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
-from ..reporting.plots import plot_history
+from ..reporting.plots import plot_history, run_title
+from . import hparams
 from .features import FeatureStore
 from .fit import monitor_for
 from .optim import compile_model, steps_per_epoch
-from .runfolder import RunState, committed_model, find_run, load_resumable, new_run_dir
+from .publish import DEFAULT_FINETUNE_SOURCE, pinned, publish, test_setup
+from .runfolder import (
+    RunState,
+    base_model,
+    claim,
+    committed_model,
+    find_run,
+    load_resumable,
+    new_run_dir,
+)
 from .session import Session
 from .splits import Splits, prepare_data
 from .stage1 import stage1_inputs
+from .stage2 import Plan, Pooled, plan_stage2, pooled_via_activations, stage2_inputs
 
 DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epochs is 0
 
@@ -44,12 +57,15 @@ class RunResult:
     model_path: Path
     metrics: RunMetrics
     history: list[dict[str, Any]] = field(default_factory=list)
+    published: str | None = None  # what became of <output.dir>/best.keras, in one line
 
 
 def _setup(config: Config) -> tuple[Splits, Any]:
     """Seeds and precision first, then the data and the distribution strategy."""
     runtime.apply(config)
-    return prepare_data(config), runtime.strategy(config)
+    with progress.task("loading data", None):
+        splits = prepare_data(config)
+    return splits, runtime.strategy(config)
 
 
 def train(config: Config) -> RunResult:
@@ -76,16 +92,8 @@ def finetune(
 ) -> RunResult:
     """Stage 2 only, from a saved model and the config saved beside it; writes a new run."""
     t_start = time.perf_counter()
-    model_path = Path(model_path) if model_path else Path("saved_models") / "best.keras"
-    extra = list(overrides or [])
-    for key, value in (
-        ("unfreeze_from", unfreeze_from),
-        ("learning_rate", learning_rate),
-        ("epochs", epochs),
-    ):
-        if value is not None:
-            extra.append(f"finetune.{key}={value}")
-    config = load_config(_run_config(model_path), extra)
+    model_path = pinned(Path(model_path) if model_path else DEFAULT_FINETUNE_SOURCE)
+    config = finetune_config(model_path, unfreeze_from, epochs, learning_rate, overrides)
     if config.finetune.epochs == 0:
         config.finetune.epochs = DEFAULT_FINETUNE_EPOCHS
     config.output.name = f"{config.output.name}-finetune"
@@ -121,7 +129,7 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
     t_start = time.perf_counter()
     run_dir = find_run(run, root)
     state = load_resumable(run_dir)
-    config = load_config(run_dir / "config.yaml")
+    config = load_saved_config(run_dir / "config.yaml")
     splits, strategy = _setup(config)
     if state.command == "train":
         with runtime.scope(strategy):
@@ -130,18 +138,23 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
         return _run(s, lambda: _train_stages(s, built))
     # A `finetune` run: its last committed model, or the model it started from.
     with runtime.scope(strategy):
-        model = load_classifier(committed_model(run_dir, state) or Path(state.source_model or ""))
+        committed = base_model(run_dir, state) or committed_model(run_dir, state)
+        model = load_classifier(committed or Path(state.source_model or ""))
     s = Session.open(config, splits, strategy, run_dir, state, model, t_start)
     return _run(s, lambda: _finetune_if_pending(s, model))
 
 
 def _train_stages(s: Session, built: Built) -> None:
     config = s.config
+    plan = _plan_stage2(s, built.model) if FINETUNE in s.state.stages else None
+    acts: list[Pooled] = []  # stage 1's pass over the backbone fills it for stage 2
     if s.state.stage == HEAD:
         prior, t0 = s.state.stage_seconds, time.perf_counter()
+        cache_dir = Path(config.output.cache_dir)
+        pooled = pooled_via_activations(plan, s.splits.x_pool, cache_dir, acts)
         # Features only on one device: a strategy trains the full model, replicated.
         inputs = stage1_inputs(
-            config, s.splits, FeatureStore(), built, allow_cache=s.strategy is None
+            config, s.splits, FeatureStore(), built, allow_cache=s.strategy is None, pooled=pooled
         )
         with runtime.scope(s.strategy):
             compile_model(built.model, config, HEAD, _steps_per_epoch(s))
@@ -154,43 +167,56 @@ def _train_stages(s: Session, built: Built) -> None:
             summary.feature_seconds = round(inputs.feature_seconds, 3)
         s.end_stage(summary, built.model)
     # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
-    _finetune_if_pending(s, built.model)
+    _finetune_if_pending(s, built.model, plan, acts[0] if acts else None)
 
 
-def _finetune_if_pending(s: Session, model: keras.Model) -> None:
+def _plan_stage2(s: Session, model: keras.Model) -> Plan:
+    plan = plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy)
+    if (note := plan.note()) is not None:
+        print(f"note: {note}", file=sys.stderr)
+    return plan
+
+
+def _finetune_if_pending(
+    s: Session, model: keras.Model, plan: Plan | None = None, acts: Pooled | None = None
+) -> None:
+    """Stage 2, on cached activations of the frozen bottom when it can (stage2.py)."""
     if s.state.stage != FINETUNE:
         return
+    plan = plan or _plan_stage2(s, model)
     unfreeze_from(find_backbone(model), s.config.finetune.unfreeze_from)
-    # Changing `trainable` takes effect only after compiling again.
-    with runtime.scope(s.strategy):
-        compile_model(model, s.config, FINETUNE, _steps_per_epoch(s))
-    s.end_stage(s.fit(model, FINETUNE, s.splits.images()), model)
+    if not plan.cached:
+        # Changing `trainable` takes effect only after compiling again.
+        with runtime.scope(s.strategy):
+            compile_model(model, s.config, FINETUNE, _steps_per_epoch(s))
+        s.end_stage(s.fit(model, FINETUNE, s.splits.images()), model)
+        return
+    prior, t0 = s.state.stage_seconds, time.perf_counter()
+    s.start_cached_stage(model)  # the bottom the activations come from, restored on resume
+    inputs = stage2_inputs(s.config, model, s.splits, plan, acts)
+    compile_model(inputs.model, s.config, FINETUNE, _steps_per_epoch(s))
+    summary = s.fit(inputs.model, FINETUNE, inputs.data, on_features=True, full_model=model)
+    if acts is None:  # computed or loaded here: part of this stage's time
+        summary.wall_time_s = round(prior + time.perf_counter() - t0, 3)
+    summary.activation_cache = inputs.cache
+    summary.activation_seconds = round(inputs.seconds, 3)
+    summary.activation_cut = plan.cut.layer
+    summary.activation_mb = round(inputs.cache_bytes / 2**20, 1)
+    s.end_stage(summary, model)
 
 
 def _run(s: Session, stages: Callable[[], None]) -> RunResult:
-    """The remaining stages, then the test; SIGINT/SIGTERM end it as a resumable Interrupted."""
-    with s.signals:
+    """The remaining stages, then the test; SIGINT/SIGTERM end it as a resumable Interrupted.
+
+    The sitting holds its run folder (`claim`): no second process trains it meanwhile, and
+    no temporary file outlives the sitting, however it ends.
+    """
+    with claim(s.run_dir), s.signals:
         try:
             stages()
             return _finish(s)
         except KeyboardInterrupt:
             raise s.interrupted() from None
-
-
-def _run_config(model_path: Path) -> Path:
-    """The resolved config saved with a model, or an error saying what to do."""
-    if not model_path.is_file():
-        raise MissingFileError(
-            f"{model_path}: model file not found; train one first (`fmnist train CONFIG`) "
-            "or pass the path to a .keras file"
-        )
-    found = config_beside(model_path)
-    if found is not None:
-        return found
-    raise MissingFileError(
-        f"{model_path}: no config.yaml beside the model; fine-tune a model inside a run "
-        "folder written by `fmnist train`"
-    )
 
 
 def _steps_per_epoch(s: Session) -> int:
@@ -205,6 +231,7 @@ def _finish(s: Session) -> RunResult:
     if not model_path.is_file():
         monitor = monitor_for(config, len(splits.x_val) > 0)
         raise MissingFileError(f"{run_dir}: no epoch produced a finite {monitor}; nothing saved")
+    t_test = time.perf_counter()
     model = keras.models.load_model(model_path, compile=False)
     evaluation = write_evaluation(
         model,
@@ -215,14 +242,46 @@ def _finish(s: Session) -> RunResult:
         extra={"model": str(model_path), "data_source": splits.source},
     )
     metrics = _metrics(s, evaluation)
+    t_reports = time.perf_counter()
+    hparams.log_run(config, metrics)  # TensorBoard's HParams dashboard lists it
+    s.tensorboard.write_test(evaluation, s.ckpt.best_epoch)  # test scores, confusion image
+    title = run_title(run_dir.name, metrics.test.accuracy, len(splits.y_test))
+    plot_history(s.history.rows, run_dir / "history.png", title=title)
+    published = None
+    if config.output.update_best:  # output.dir, wherever a resumed run is continued from
+        setup = test_setup(splits, config.augment.test_flip)
+        published = publish(run_dir, metrics.test.accuracy, setup)
+    metrics.timings = _timings(s, t_reports - t_test, time.perf_counter() - t_reports)
     metrics.write(run_dir / "metrics.json")
-    plot_history(s.history.rows, run_dir / "history.png", title=run_dir.name)
-    if config.output.update_best:
-        root = run_dir.parent  # output.dir, wherever a resumed run is continued from
-        atomic.copy_file(run_dir / "config.yaml", root / "best.config.yaml")
-        atomic.copy_file(model_path, root / "best.keras")
     s.complete()
-    return RunResult(run_dir.name, run_dir, model_path, metrics, s.history.rows)
+    return RunResult(run_dir.name, run_dir, model_path, metrics, s.history.rows, published)
+
+
+def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
+    """Where this sitting's wall time went, for the speed read-out (metrics.json)."""
+    stages = {x.name: x for x in s.state.summaries}
+    features = sum(x.feature_seconds or 0.0 for x in stages.values())
+    process = runtime.process_seconds()
+    fitted = sum(x.wall_time_s for x in stages.values())
+    parts = {
+        "startup_s": process - (time.perf_counter() - s.started) if process else None,
+        "features_s": features,
+        "head_s": stages[HEAD].wall_time_s - features if HEAD in stages else 0.0,
+        "finetune_s": stages[FINETUNE].wall_time_s if FINETUNE in stages else 0.0,
+        "test_s": test_s,
+        "reports_s": reports_s,
+        # data loading, model building, the run folder: what the others leave
+        "prepare_s": time.perf_counter() - s.started - fitted - test_s - reports_s,
+        "process_s": process,
+    }
+    return {k: round(v, 3) for k, v in parts.items() if v is not None}
+
+
+def _weights_sha256(state: RunState) -> str | None:
+    """The SHA-256 of the weights file or source model a run loaded, so a result names them."""
+    used = state.weights_used
+    path = used.removeprefix("file ") if used.startswith("file ") else state.source_model
+    return atomic.sha256_file(path) if path and Path(path).is_file() else None
 
 
 def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
@@ -237,6 +296,7 @@ def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
         resize_method=config.model.resize_method,
         weights_requested=config.model.weights,
         weights_used=s.state.weights_used,
+        weights_sha256=_weights_sha256(s.state),
         seed=config.seed,
         test=Scores(
             evaluation["accuracy"],

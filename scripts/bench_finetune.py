@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Stage 2 streaming against stage 2 on cached activations, in one process, on the same data.
+
+Runs `fmnist train CONFIG` (configs/mobilenet.yaml unless --config says otherwise) with both
+stages twice, `finetune.activation_cache=auto` and `=off`, alternating (auto, off, auto, off,
+... for --rounds rounds), with the same seed, data subset and split, and reports for the
+finetune stage: seconds per epoch, img/s, the stage's wall time, peak memory (VmHWM reset +
+10 ms sampler, as bench_frozen.py), test accuracy, and the ratio. The first run also fills the
+feature cache, so later runs' stage 1 costs only the head; stage 2 is what is compared.
+
+The floor: the top sub-model (the cut onward plus the head) trained for one epoch on the cached
+activations with a plain `fit` and no callbacks, timed alone, after one warm-up epoch.
+
+    .venv/bin/python scripts/bench_finetune.py \\
+        --weights ../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5 --train-limit 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_frozen import MB, RssMonitor  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="configs/mobilenet.yaml")
+    p.add_argument("--weights", required=True, help="backbone weights file (.weights.h5)")
+    p.add_argument("--train-limit", type=int, default=20000)
+    p.add_argument("--test-limit", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
+    p.add_argument("--unfreeze-from", default="block_13")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--work", default=".cache/bench_finetune", help="runs, logs and caches")
+    p.add_argument("--out", default="bench_finetune.json")
+    return p.parse_args(argv)
+
+
+def overrides(args: argparse.Namespace, cache: str) -> list[str]:
+    work = Path(args.work)
+    out = [
+        f"model.weights={Path(args.weights).resolve()}",
+        f"data.train_limit={args.train_limit}",
+        f"finetune.epochs={args.epochs}",
+        f"finetune.unfreeze_from={args.unfreeze_from}",
+        "finetune.patience=null",  # both ways run every epoch
+        f"finetune.activation_cache={cache}",
+        f"output.dir={work / 'runs'}",
+        f"output.log_dir={work / 'logs'}",
+        f"output.cache_dir={work / 'cache'}",
+        "output.update_best=false",
+        "runtime.verbose=silent",
+    ]
+    return out + ([f"data.test_limit={args.test_limit}"] if args.test_limit else [])
+
+
+def one_run(args: argparse.Namespace, cache: str) -> dict[str, Any]:
+    import keras
+
+    from fmnist_tl.config import load_config
+    from fmnist_tl.training.trainer import train
+
+    config = load_config(args.config, overrides(args, cache))
+    with RssMonitor() as mem:
+        result = train(config)
+    keras.backend.clear_session()
+    stage = result.metrics.stages[-1]
+    epochs = [r["seconds"] for r in result.history if r["stage"] == "finetune"]
+    n = result.metrics.data.train if result.metrics.data else 0
+    return {
+        "cache": cache,
+        "finetune_wall_s": stage.wall_time_s,
+        "epoch_s": epochs,
+        "images_per_s": round(n * len(epochs) / sum(epochs), 1),
+        "activation_cache": stage.activation_cache,
+        "activation_seconds": stage.activation_seconds,
+        "activation_mb": stage.activation_mb,
+        "peak_mb": round((mem.peak - mem.start) / MB, 1),
+        "cpu_s": round(mem.cpu_s, 1),
+        "test_accuracy": result.metrics.test.accuracy,
+        "run_wall_s": result.metrics.wall_time_s,
+        "run": str(result.run_dir),
+    }
+
+
+def floor(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
+    """One epoch of the top sub-model on the cached activations, plain fit, no callbacks."""
+    import keras
+
+    from fmnist_tl.config import load_config
+    from fmnist_tl.model import find_backbone, unfreeze_from
+    from fmnist_tl.training.fit import dataset
+    from fmnist_tl.training.optim import compile_model, steps_per_epoch
+    from fmnist_tl.training.splits import prepare_data
+    from fmnist_tl.training.stage2 import plan_stage2, stage2_inputs
+
+    config = load_config(Path(run_dir) / "config.yaml")
+    model = keras.models.load_model(Path(run_dir) / "best.keras", compile=False)
+    splits = prepare_data(config)
+    plan = plan_stage2(config, model, len(splits.x_pool), None)
+    unfreeze_from(find_backbone(model), str(config.finetune.unfreeze_from))
+    inputs = stage2_inputs(config, model, splits, plan)
+    d, batch = inputs.data, config.train.batch_size
+    compile_model(inputs.model, config, "finetune", steps_per_epoch(len(d.x_train), batch))
+    ds = dataset(config, d.x_train, d.y_train, shuffle=True, batch=batch)
+    inputs.model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing
+    t0 = time.perf_counter()
+    inputs.model.fit(ds, epochs=1, verbose=0)
+    seconds = time.perf_counter() - t0
+    return {"epoch_s": round(seconds, 2), "images_per_s": round(len(d.x_train) / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fmnist_tl import runtime
+
+    runs = []
+    for r in range(args.rounds):
+        for cache in ("auto", "off"):
+            print(f"round {r + 1}: finetune.activation_cache={cache} ...", flush=True)
+            runs.append(one_run(args, cache))
+    fl = floor(args, next(x["run"] for x in runs if x["cache"] == "auto"))
+    auto = [x for x in runs if x["cache"] == "auto"]
+    off = [x for x in runs if x["cache"] == "off"]
+    header = f"{'run':<10}{'stage2 s':>10}{'epoch s':>22}{'img/s':>9}{'peak +MB':>10}"
+    print(f"\n{header}{'test acc':>10}")
+    for x in runs:
+        epochs = " ".join(f"{s:.1f}" for s in x["epoch_s"])
+        print(
+            f"{x['cache']:<10}{x['finetune_wall_s']:>10.1f}{epochs:>22}{x['images_per_s']:>9.0f}"
+            f"{x['peak_mb']:>10.1f}{x['test_accuracy']:>10.4f}"
+        )
+    ratio = sum(x["finetune_wall_s"] for x in off) / sum(x["finetune_wall_s"] for x in auto)
+    per_epoch = [s for x in auto for s in x["epoch_s"]]
+    vs_floor = (sum(per_epoch) / len(per_epoch)) / fl["epoch_s"]
+    rate = f"{fl['images_per_s']:.0f} img/s"
+    print(f"floor: top sub-model alone {fl['epoch_s']:.2f} s/epoch ({rate})")
+    print(f"finetune stage: off / auto = {ratio:.2f}x; cached epoch / floor = {vs_floor:.2f}x")
+    report = {
+        "settings": vars(args),
+        "machine": {"cpus": os.cpu_count(), "versions": runtime.versions()},
+        "runs": runs,
+        "floor": fl,
+        "ratio_finetune_stage": round(ratio, 2),
+        "cached_epoch_over_floor": round(vs_floor, 2),
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

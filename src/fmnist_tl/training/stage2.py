@@ -1,0 +1,159 @@
+"""What stage 2 trains: the top of the model on cached activations, or the full model on images.
+
+`finetune.activation_cache: auto` trains the top on activations of the frozen bottom (see
+activations.py) when that is the same optimisation: one device, nothing random before the cut
+(no augmentation, no dropout in the bottom) and a cache that fits `runtime.cache_memory_gb`.
+Otherwise stage 2 streams images through the whole model, and says why in one line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..config import Config
+from ..inference import infer
+from ..model import find_backbone
+from .activations import Cut, Parts, cache_key, cut_bytes, find_cut, random_before_cut, split_model
+from .cache import load_array, save_array
+from .splits import Splits, StageData
+
+Pooled = tuple[np.ndarray, dict[str, Any]]  # the pool's activations and how they were had
+
+
+@dataclass
+class Plan:
+    """How stage 2 runs: on a cache at `cut`, or streaming (with the reason)."""
+
+    cut: Cut
+    parts: Parts | None  # None when streaming
+    stream_reason: str | None  # why it streams; None when cached
+    dtype: str
+
+    @property
+    def cached(self) -> bool:
+        return self.stream_reason is None
+
+    def note(self) -> str | None:
+        """One line for the terminal: why stage 2 streams, or where the cut moved."""
+        if self.stream_reason is not None:
+            return f"stage 2 streams images: {self.stream_reason}"
+        if self.cut.moved:
+            return (
+                f"finetune.unfreeze_from {self.cut.requested} sits inside a block; stage 2 "
+                f"caches the activations entering {self.cut.layer} (the layers between run "
+                "frozen, so the result is the same)"
+            )
+        return None
+
+
+@dataclass
+class Stage2:
+    model: keras.Model  # the top (on activations) or the full model (on images)
+    data: StageData
+    plan: Plan
+    cache: str | None = None  # "hit" or "miss" on activations
+    seconds: float = 0.0  # computing or loading the activations
+    cache_bytes: int = 0
+
+
+def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any) -> Plan:
+    """Decide, before any work, whether stage 2 trains on cached activations."""
+    f = config.finetune
+    cut = find_cut(find_backbone(model), str(f.unfreeze_from))
+    dtype = f.activation_dtype
+    reason = None
+    if f.activation_cache == "off":
+        reason = "finetune.activation_cache is off"
+    elif strategy is not None:
+        reason = "runtime.distribute replicates the whole model"
+    elif (random := random_before_cut(model, cut)) is not None:
+        what = "augmentation" if random == "augment" else f"the random layer {random}"
+        reason = f"{what} runs before {cut.layer}, so its activations differ every epoch"
+    if reason is not None:
+        return Plan(cut, None, reason, dtype)
+    parts = split_model(model, cut)
+    # auto computes in float32 first: budget for that
+    size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=False)
+    budget = config.runtime.cache_memory_gb * 2**30
+    if size > budget:
+        reason = (
+            f"its activation cache would take {size / 2**30:.1f} GiB, above "
+            f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
+        )
+        return Plan(cut, None, reason, dtype)
+    return Plan(cut, parts, None, dtype)
+
+
+def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
+    """Activations at the cut for every pool image: from the verified cache, or computed."""
+    assert plan.parts is not None
+    t0 = time.perf_counter()
+    for dtype in ("float16", "float32") if plan.dtype == "auto" else (plan.dtype,):
+        key = cache_key(plan.parts.bottom, x_pool, plan.cut, dtype, mirror=False)
+        path = Path(cache_dir) / f"activations-{key}.npy"
+        if (acts := load_array(path, len(x_pool))) is not None:
+            info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
+            return acts, {**info, "bytes": int(acts.nbytes), "key": key}
+    acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
+    acts, dtype = _narrow(acts, plan.dtype)
+    key = cache_key(plan.parts.bottom, x_pool, plan.cut, dtype, mirror=False)
+    path = Path(cache_dir) / f"activations-{key}.npy"
+    save_array(path, acts)
+    info = {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
+    return acts, {**info, "bytes": int(acts.nbytes), "key": key}
+
+
+def _narrow(acts: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
+    """`acts` in the configured dtype; "auto" keeps float32 when float16 would overflow or
+    flush more than 0.1% of the nonzero activations to zero (a random backbone's are ~1e-12,
+    and Adam moves weights by as much for a tiny gradient as for a large one)."""
+    if dtype == "float32":
+        return acts, dtype
+    narrow = acts.astype(np.float16)
+    if dtype == "float16":
+        return narrow, dtype
+    nonzero = np.count_nonzero(acts)
+    if np.isfinite(narrow).all() and nonzero - np.count_nonzero(narrow) <= 1e-3 * nonzero:
+        return narrow, "float16"
+    return acts, "float32"
+
+
+def stage2_inputs(
+    config: Config,
+    model: keras.Model,
+    splits: Splits,
+    plan: Plan,
+    pre: Pooled | None = None,
+) -> Stage2:
+    """The model and data stage 2 fits. `pre`: the activations stage 1's pass over the same
+    frozen layers already gave; otherwise they come from the cache or are computed."""
+    if not plan.cached:
+        return Stage2(model, splits.images(), plan)
+    assert plan.parts is not None
+    acts, info = pre or pool_activations(plan, splits.x_pool, Path(config.output.cache_dir))
+    data = splits.of_pool(acts, config)
+    return Stage2(plan.parts.top, data, plan, info["cache"], info["seconds"], info["bytes"])
+
+
+def pooled_via_activations(
+    plan: Plan | None, x_pool: np.ndarray, cache_dir: Path, keep: list[Pooled]
+) -> Callable[[], np.ndarray] | None:
+    """For stage 1's feature pass when stage 2 trains on the cache: one pass over the frozen
+    backbone gives both. Returns a function computing the pooled features from the cut's
+    activations (kept in `keep` for stage 2), or None when stage 2 streams."""
+    if plan is None or plan.parts is None:
+        return None
+    parts = plan.parts
+
+    def compute() -> np.ndarray:
+        keep[:] = [pool_activations(plan, x_pool, cache_dir)]
+        return infer(parts.features, keep[0][0], label="extracting features")
+
+    return compute

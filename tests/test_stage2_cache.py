@@ -1,0 +1,170 @@
+"""Stage 2 on cached activations of the frozen bottom: the same training as streaming images.
+
+The cached and the streaming path train with the same seed, the same batches (one batch per
+epoch, no dropout) and float32 activations, so they must end with the same weights. MobileNetV2
+uses the real ImageNet weights from ../shared (a random MobileNetV2's activations vanish);
+ResNet50 a random backbone saved as a weights file (no ImageNet ResNet50 weights offline).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO, SMOKE
+from test_resume import EXACT, assert_same_run, interrupted
+from test_training import backbone_weights, saved_backbone
+
+from fmnist_tl import runtime
+from fmnist_tl.config import load_config
+from fmnist_tl.model import build_model
+from fmnist_tl.training.activations import cache_key, find_cut, split_model
+from fmnist_tl.training.trainer import finetune, resume_run, train
+
+WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_no_top.weights.h5"
+MOBILENET = ["model.backbone=mobilenet_v2", "model.input_size=32", "model.head.units=16"]
+RESNET = ["model.backbone=resnet50", "model.input_size=32", "model.head.units=16"]
+DEFAULT_UNFREEZE = {"mobilenet_v2": "block_13", "resnet50": "conv5_block1"}
+# Stage 1 barely moves (its rate is tiny), so a stage-2 epoch is the best one: best.keras then
+# holds weights stage 2 trained, on both paths. Batches of 64: several steps per epoch, in the
+# same seeded order on both paths.
+STAGE2 = [
+    "train.learning_rate=0.000001",
+    "train.batch_size=64",
+    "finetune.epochs=3",
+    "finetune.patience=null",
+    "finetune.learning_rate=0.001",
+]
+
+
+def imagenet_weights() -> str:
+    assert WEIGHTS.is_file(), f"{WEIGHTS} is missing: the shared ImageNet weights are needed"
+    return str(WEIGHTS)
+
+
+@pytest.mark.parametrize(
+    "backbone, named, layer, producer",
+    [
+        ("mobilenet_v2", "block_13", "block_13_expand", "block_12_add"),
+        ("mobilenet_v2", "block_14_depthwise", "block_14_expand", "block_13_project_BN"),
+        ("resnet50", "conv5_block1", "conv5_block1_1_conv", "conv4_block6_out"),
+        ("resnet50", "conv4_block3_2", "conv4_block3_1_conv", "conv4_block2_out"),
+        ("vgg16", "block5_conv1", "block5_conv1", "block4_pool"),
+    ],
+)
+def test_cut_points_pass_one_tensor_and_split_the_model_exactly(backbone, named, layer, producer):
+    overrides = [f"model.backbone={backbone}", "model.weights=none", "model.input_size=32"]
+    config = load_config(None, overrides)
+    built = build_model(config)
+    cut = find_cut(built.backbone, named)
+    assert (cut.layer, cut.producer) == (layer, producer)
+    assert cut.moved == (layer != cut.requested)
+    parts = split_model(built.model, cut)
+    x = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1)).astype("float32")
+    acts = parts.bottom(x, training=False)
+    np.testing.assert_allclose(
+        np.asarray(parts.top(acts, training=False)), np.asarray(built.model(x, training=False))
+    )
+    np.testing.assert_allclose(
+        np.asarray(parts.features(acts, training=False)),
+        np.asarray(built.feature_extractor(x, training=False)),
+    )
+
+
+def two_stage(tmp_path, isolated, backbone: list[str], weights: str, cache: str):
+    config = load_config(
+        SMOKE,
+        [
+            *isolated,
+            *EXACT,
+            *backbone,
+            *STAGE2,
+            f"model.weights={weights}",
+            "train.epochs=1",
+            f"finetune.activation_cache={cache}",
+            "finetune.activation_dtype=float32",
+            f"output.dir={tmp_path / cache}",
+        ],
+    )
+    return train(config)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "resnet50"])
+def test_cached_and_streaming_stage2_end_with_the_same_weights(tmp_path, isolated, backbone):
+    if backbone == "mobilenet_v2":
+        setup, weights = MOBILENET, imagenet_weights()
+        config = load_config(None, [*setup, f"model.weights={weights}"])
+        before = backbone_weights(build_model(config).model)
+    else:
+        path, before = saved_backbone(tmp_path, *RESNET)
+        setup, weights = RESNET, str(path)
+    cached = two_stage(tmp_path, isolated, setup, weights, "auto")
+    streamed = two_stage(tmp_path, isolated, setup, weights, "off")
+    assert [s.name for s in cached.metrics.stages] == ["head", "finetune"]
+    assert cached.metrics.stages[1].activation_cache == "miss"
+    assert streamed.metrics.stages[1].activation_cache is None
+    a = backbone_weights(keras.models.load_model(cached.model_path))
+    b = backbone_weights(keras.models.load_model(streamed.model_path))
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # Stage 2 trained the layers from the cut on, and nothing before it.
+    built = build_model(load_config(None, [*setup, "model.weights=none"]))
+    names = [layer.name for layer in built.backbone.layers]
+    cut = find_cut(built.backbone, DEFAULT_UNFREEZE[backbone])
+    top = set(names[names.index(cut.layer) :])
+    moved = {k.split("/")[-2] for k in a if not np.array_equal(a[k], before[k])}
+    assert moved and moved <= top, moved - top
+    np.testing.assert_allclose(
+        [r["loss"] for r in cached.history], [r["loss"] for r in streamed.history], rtol=1e-4
+    )
+
+
+def test_resume_mid_stage2_on_the_cache_matches_an_uninterrupted_run(tmp_path, isolated):
+    config = load_config(
+        SMOKE,
+        [
+            *isolated,
+            *EXACT,
+            *MOBILENET,
+            f"model.weights={imagenet_weights()}",
+            "train.epochs=1",
+            "finetune.epochs=3",
+            "finetune.patience=null",
+            "finetune.learning_rate=0.001",
+            "finetune.activation_dtype=float32",
+        ],
+    )
+    reference = train(config)
+    run = interrupted(lambda: train(config), 2)  # epoch 2 is stage 2's first
+    resumed = resume_run(run)
+    assert resumed.metrics.stages[1].activation_cache == "hit"
+    assert_same_run(resumed, reference)
+
+
+def test_finetune_of_a_saved_model_reuses_the_runs_activations(tmp_path, isolated):
+    first = two_stage(tmp_path, isolated, MOBILENET, imagenet_weights(), "auto")
+    second = finetune(first.model_path, unfreeze_from="block_14", epochs=1)
+    assert second.metrics.stages[0].activation_cache == "miss"  # another cut: another key
+    third = finetune(first.model_path, unfreeze_from="block_14", epochs=1)
+    assert third.metrics.stages[0].activation_cache == "hit"
+
+
+def test_the_cache_key_follows_cut_weights_size_resize_and_data():
+    def key(*overrides: str, prefix: str = "block_13", n: int = 50) -> str:
+        config = load_config(None, [*MOBILENET, "model.weights=none", *overrides])
+        runtime.apply(config)  # seeds: the random initial weights follow `seed`, as in a run
+        built = build_model(config)
+        cut = find_cut(built.backbone, prefix)
+        x = np.random.default_rng(0).integers(0, 256, (n, 28, 28, 1)).astype("uint8")
+        return cache_key(split_model(built.model, cut).bottom, x, cut, "float16", mirror=False)
+
+    base = key()
+    assert key() == base  # same seed, same weights, same data
+    for changed in (
+        key(prefix="block_14"),
+        key("seed=1"),  # other random weights
+        key("model.input_size=48"),
+        key("model.resize_method=nearest"),
+        key(n=49),
+    ):
+        assert changed != base
