@@ -2,8 +2,8 @@
 
 The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`, `resume_run(run)`,
 `evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)`,
-`tune(config, trials)` and `predict_images(model_path, paths)` return results; the CLI only
-prints them.
+`tune(config, trials)`, `run_sweep(config, grid, seeds)` and `predict_images(model_path, paths)`
+return results; the CLI only prints them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ _API = {
     "compare_runs": "reporting.runs",
     "predict_images": "predict",
     "tune": "tuning",
+    "export_model": "export",
+    "run_sweep": "study",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,25 +1,33 @@
 """The `fmnist` Typer commands: parse, call the Python API, hand the result to `render`.
 
 No logic and no formatting live here; typed failures become one line on stderr and their
-exit code (`handle_errors`).
+exit code (`common.handle_errors`, with the option types every command shares).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from .._version import __version__
-from ..errors import ConfigError, FmnistError, Interrupted
+from ..errors import ConfigError
+from ..paths import check_data_dir, check_model_file, check_report_outputs, check_run_outputs
 from . import render
+from .common import (
+    HELP,
+    ConfigArg,
+    DataDirOption,
+    JsonOption,
+    ModelArg,
+    SetOption,
+    TestFlipOption,
+    err,
+    handle_errors,
+    out,
+)
+from .inspect_app import config_app, data_app
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -27,72 +35,12 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Transfer-learning experiments on Fashion-MNIST from YAML configs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
-config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
-data_app = typer.Typer(help="Inspect the Fashion-MNIST data.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
-
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="Override a config key, e.g. --set train.epochs=5 (repeatable).",
-        metavar="KEY.PATH=VALUE",
-    ),
-]
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
-TestFlipOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--test-flip/--no-test-flip",
-        help="Average each image's and its mirror image's probabilities (augment.test_flip).",
-        show_default="as the config saved with the model",
-    ),
-]
-DataDirOption = Annotated[
-    str | None, typer.Option(help="Folder with Fashion-MNIST files.", show_default="search")
-]
-ModelArg = Annotated[Path, typer.Argument(help="A .keras model file.", show_default=False)]
-
-
-def handle_errors(fn: F) -> F:
-    """Map typed failures to one line on stderr and their exit code; never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Interrupted as exc:  # not an error: the run is kept and can be resumed
-            err.print(f"[yellow]{escape(str(exc))}[/yellow]", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except FmnistError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", highlight=False)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:  # the last resort: say what and where to look
-            if os.environ.get("FMNIST_DEBUG"):
-                traceback.print_exc()
-            err.print(
-                f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))} "
-                "(set FMNIST_DEBUG=1 for the traceback)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -107,8 +55,20 @@ def _main(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show TensorFlow's and Keras's start-up lines and warnings (quiet by default).",
+        ),
+    ] = False,
 ) -> None:
     """Transfer-learning experiments on Fashion-MNIST from YAML configs."""
+    if verbose:
+        from .. import tfenv
+
+        tfenv.set_verbose()
 
 
 @app.command()
@@ -146,9 +106,11 @@ def train(
     from ..config import load_config
 
     if resume is not None:
+        root = _runs_root(config, set_, repeat, seeds)
+        _check_resumable(resume, root)  # before TensorFlow loads
         from ..training.trainer import resume_run
 
-        render.print_run(out, resume_run(resume, root=_runs_root(config, set_, repeat, seeds)))
+        render.print_run(out, resume_run(resume, root=root))
         return
     if config is None:
         raise ConfigError(
@@ -156,6 +118,7 @@ def train(
             "continue an interrupted run"
         )
     cfg = load_config(config, set_)
+    _check_run_paths(cfg)  # before TensorFlow loads: a bad path fails in a second, not four
     if repeat is not None or seeds is not None:
         _train_repeated(cfg, repeat, seeds)
         return
@@ -182,7 +145,7 @@ def _train_repeated(cfg: Config, repeat: int | None, seeds: str | None) -> None:
 def finetune(
     model: Annotated[
         Path | None,
-        typer.Argument(help="Model to start from.", show_default="saved_models/best.keras"),
+        typer.Argument(help="Model to start from.", show_default="saved_models/latest.keras"),
     ] = None,
     unfreeze_from: Annotated[
         str | None,
@@ -195,6 +158,10 @@ def finetune(
     set_: SetOption = None,
 ) -> None:
     """Fine-tune a saved model (stage 2 only) with the config saved beside it; new run."""
+    if model is not None:  # before TensorFlow loads: the model file, its config, the options
+        from ..config.loading import finetune_config
+
+        finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
     from ..training.trainer import finetune as run_finetune
 
     result = run_finetune(
@@ -223,22 +190,63 @@ def tune(
 
     cfg = load_config(config, set_)
     check_search(cfg, trials)  # before importing TensorFlow
+    check_run_outputs(cfg.output, publish=False)
+    from .. import progress
     from ..tuning import tune as run_tune
 
-    result = run_tune(
-        cfg, trials, on_trial=lambda record, n: render.say(err, render.trial_line(record, n))
-    )
+    with progress.task("tune trials", trials or cfg.tune.trials, unit="trial") as advance:
+
+        def on_trial(record: Any, n: int) -> None:
+            progress.say(render.trial_line(record, n))  # above the bar, on a terminal
+            advance(1)
+
+        result = run_tune(cfg, trials, on_trial=on_trial)
     render.print_tune(out, result)
+
+
+@app.command()
+@handle_errors
+def sweep(
+    config: ConfigArg,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(help="A swept key and its values (repeatable).", metavar="KEY=V1,V2"),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Runs per cell: seeds seed, seed+1, ...", show_default="sweep.seeds"),
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Every cell of a grid x every seed, each a normal run in one study folder; rerun the
+    same command to skip finished runs and resume an interrupted one. study.md ranks the cells."""
+    from ..config import load_config
+    from ..study import plan_sweep
+
+    plan = plan_sweep(load_config(config, set_), grid, seeds)  # before importing TensorFlow
+    from ..study import sweep as run_sweep
+    from . import study_render
+
+    def line(done: int, total: int, cell: Any, seed: int, what: str, run: Any) -> None:
+        acc = run.test_accuracy
+        render.say(err, study_render.study_run_line(done, total, cell.id, seed, what, acc))
+
+    study_render.print_study(out, run_sweep(plan, on_run=line))
 
 
 @app.command()
 @handle_errors
 def evaluate(
     model: ModelArg,
-    json_path: Annotated[
+    output: Annotated[
         Path | None,
         typer.Option(
-            "--json", help="Where to write the JSON report.", show_default="beside the model"
+            "--output",
+            "-o",
+            help="Where to write the JSON report (its pictures go beside it).",
+            show_default="beside the model: evaluation.json for the run's own test setup, "
+            "else named after what differs, e.g. evaluation.limit50.json",
+            metavar="PATH",
         ),
     ] = None,
     data_dir: DataDirOption = None,
@@ -246,13 +254,20 @@ def evaluate(
         int | None, typer.Option(min=1, help="Evaluate on the first N test images only.")
     ] = None,
     test_flip: TestFlipOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Test accuracy, loss, per-class precision/recall/F1 and the confusion matrix."""
+    check_model_file(model)  # the paths before TensorFlow loads
+    check_report_outputs(output)  # the JSON and both pictures, before any is written
+    check_data_dir(data_dir, "--data-dir")
     from ..evaluation import evaluate as run_evaluate
 
     result = run_evaluate(
-        model, data_dir=data_dir, test_limit=limit, json_path=json_path, test_flip=test_flip
+        model, data_dir=data_dir, test_limit=limit, output=output, test_flip=test_flip
     )
+    if as_json:
+        render.print_json(result)
+        return
     render.print_evaluation(out, model, result)
 
 
@@ -275,11 +290,14 @@ def compare(
             show_default="the --root folder",
         ),
     ] = None,
+    diff: Annotated[
+        bool, typer.Option(help="Show only the config keys that differ, plus val accuracy.")
+    ] = False,
 ) -> None:
     """Compare runs side by side, best test accuracy first; a repeat group is one row."""
     from ..reporting.runs import compare_runs
 
-    render.print_comparison(out, compare_runs(runs, root=root, out_dir=out_dir))
+    render.print_comparison(out, compare_runs(runs, root=root, out_dir=out_dir, diff=diff))
 
 
 @app.command()
@@ -289,39 +307,62 @@ def predict(
     images: Annotated[
         list[Path], typer.Argument(help="PNG or JPEG images of garments.", show_default=False)
     ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list to stdout instead of a table.")
-    ] = False,
+    as_json: JsonOption = False,
     test_flip: TestFlipOption = None,
 ) -> None:
     """The three most likely classes, with probabilities, for each IMAGE."""
-    import json
-
+    check_model_file(model)  # before TensorFlow loads
     from ..predict import predict_images
 
     results = predict_images(model, images, test_flip=test_flip)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        render.print_json(results)
         return
     render.print_predictions(out, model, results)
 
 
-@config_app.command("show")
+@app.command()
 @handle_errors
-def config_show(config: ConfigArg, set_: SetOption = None) -> None:
-    """Print the resolved config: defaults, then CONFIG, then --set overrides."""
-    from ..config import load_config
+def export(
+    model: ModelArg,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="savedmodel, tflite or onnx (needs the onnx extra).", metavar="F"
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="File or folder to write.", show_default="beside MODEL")
+    ] = None,
+    quantize: Annotated[
+        str, typer.Option(help="TFLite weights: none, dynamic (int8) or float16.", metavar="Q")
+    ] = "none",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export MODEL for deployment, checked against it on real test images before it is kept."""
+    from ..export import export_model
 
-    out.print(load_config(config, set_).to_yaml(), end="", highlight=False)
+    result = export_model(
+        model, fmt, output=output, quantize=quantize, force=force, data_dir=data_dir
+    )
+    render.print_export(out, result)
 
 
-@data_app.command("info")
-@handle_errors
-def data_info(data_dir: DataDirOption = None) -> None:
-    """Where the data came from, counts per split and class, and checksum results."""
-    from ..data import describe, format_description, load_fashion_mnist
+def _check_resumable(run: str, root: str) -> None:
+    """The run folder, its state and its config, as resume_run reads them, without TensorFlow."""
+    from ..config.loading import load_saved_config
+    from ..training.runfolder import find_run, load_resumable
 
-    out.print(format_description(describe(load_fashion_mnist(data_dir))), highlight=False)
+    run_dir = find_run(run, root)
+    load_resumable(run_dir)
+    load_saved_config(run_dir / "config.yaml")
+
+
+def _check_run_paths(cfg: Config) -> None:
+    """The data folder and the output folders a run writes, before TensorFlow loads."""
+    check_data_dir(cfg.data.dir)
+    check_run_outputs(cfg.output)
 
 
 def _runs_root(

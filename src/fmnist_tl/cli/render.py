@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from ..config import KeyInfo
+    from ..export import ExportResult
     from ..records import StageSummary, TrialRecord
     from ..repeat import RepeatSummary
     from ..reporting.runs import Comparison, RunRow
@@ -28,6 +30,15 @@ TOP_TRIALS = 10  # the terminal shows the best ten; leaderboard.md lists every t
 def say(console: Console, text: str) -> None:
     """Plain text: escaped, never highlighted, never wrapped (paths stay whole)."""
     console.print(escape(text), highlight=False, soft_wrap=True)
+
+
+def print_json(result: Any) -> None:
+    """`--json` in every command: the result as JSON on stdout, nothing else there."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def format_value(value: Any) -> str:
@@ -123,7 +134,10 @@ def print_evaluation(out: Console, model: Path, result: dict[str, Any]) -> None:
     for i, row in enumerate(result["confusion_matrix"]):
         cm.add_row(f"{i} {CLASS_NAMES[i]}", *(str(v) for v in row))
     out.print(cm)
-    out.print(f"wrote {result['json_path']}, " + ", ".join(result["plots"]))
+    name = Path(result["json_path"]).name
+    kept = name.startswith("evaluation.") and name != "evaluation.json"
+    note = " (another test setup than the run's; its evaluation.json is kept)" if kept else ""
+    out.print(f"wrote {result['json_path']}, " + ", ".join(result["plots"]) + note)
 
 
 def print_predictions(out: Console, model: Path, results: list[dict[str, Any]]) -> None:
@@ -135,6 +149,32 @@ def print_predictions(out: Console, model: Path, results: list[dict[str, Any]]) 
     for r in results:
         top3 = (f"{t['label']} {t['probability']:.3f}" for t in r["top3"])
         table.add_row(escape(r["image"]), *top3)
+    out.print(table)
+
+
+def print_export(out: Console, r: ExportResult) -> None:
+    """What `fmnist export` wrote, what it takes and gives, and its check against Keras."""
+    c, q = r.check, "" if r.quantize == "none" else f" ({r.quantize})"
+    size = f"{r.size_bytes / 1e6:.2f} MB, {r.export_seconds:.1f} s"
+    say(out, f"exported {r.format}{q} to {r.output} ({size})")
+    diff = f"max |p - p_keras| {c.max_abs_diff:.1e} (allowed {c.tolerance:g})"
+    top1 = f"same top-1 on {c.top1_agree}/{c.images} (required {c.min_top1:.0%})"
+    say(out, f"check: {c.images} test images through {r.runtime}: {diff}, {top1}")
+    say(out, f"input {r.input}; output {r.output_spec}")
+
+
+def print_keys(out: Console, rows: list[KeyInfo]) -> None:
+    """`fmnist config keys`: one row per key; the meaning column wraps, the key never does."""
+    import json
+
+    table = Table(title="config keys (set in YAML or with --set KEY=VALUE)")
+    table.add_column("key", no_wrap=True, style="bold")
+    table.add_column("type")
+    table.add_column("default")
+    table.add_column("meaning")
+    for r in rows:
+        default = r.default if isinstance(r.default, str) else json.dumps(r.default)
+        table.add_row(escape(r.key), escape(r.type), escape(str(default)), escape(r.meaning))
     out.print(table)
 
 
@@ -197,15 +237,20 @@ def print_comparison(out: Console, comparison: Comparison) -> None:
     columns.
     """
     rows = comparison.rows
+    if comparison.diff_keys is not None:  # --diff: only what differs, plus the scores
+        from .study_render import print_comparison_diff
+
+        return print_comparison_diff(out, comparison)
     table = Table(title="test accuracy per run, best first (groups: mean ± sample std)")
     table.add_column("run", no_wrap=True, min_width=max(len(r.run) for r in rows))
     table.add_column("setup")
     for col in ("test accuracy", "test loss", "n"):
         table.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
+    data = comparison.data or [""] * len(rows)
+    for r, d in zip(rows, data, strict=True):
         setup = (
             f"{r.backbone} {r.input_size}px, {r.weights}, {r.stages}, {_epochs(r.epochs)} ep, "
-            f"{r.wall_time_s:.1f} s/run"
+            f"{r.wall_time_s:.1f} s/run" + (f", data {d}" if len(set(data)) > 1 else "")
         )
         scores = (plus_minus(r.accuracy, r.accuracy_std), plus_minus(r.loss, r.loss_std))
         table.add_row(escape(r.run), escape(setup), *scores, str(r.n))
@@ -213,8 +258,12 @@ def print_comparison(out: Console, comparison: Comparison) -> None:
     say(out, f"wrote {comparison.markdown_path}, {comparison.plot_path}")
 
 
-def comparison_markdown(rows: list[RunRow]) -> str:
-    """comparison.md: a GitHub Markdown table of the rows; groups show mean ± sample std."""
+def comparison_markdown(rows: list[RunRow], data: list[str] | None = None) -> str:
+    """comparison.md: a GitHub Markdown table of the rows; groups show mean ± sample std.
+
+    `data`: each row's image counts; when they differ, a column shows them."""
+    mixed = data is not None and len(set(data)) > 1
+    data = data or []
     header = ["#", "run", "backbone", "size", "resize", "weights", "stages", "epochs"]
     header += ["test accuracy", "test loss", "n", "wall time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
@@ -222,7 +271,15 @@ def comparison_markdown(rows: list[RunRow]) -> str:
         cells = [i, r.run, r.backbone, r.input_size, r.resize_method, r.weights, r.stages]
         cells += [_epochs(r.epochs), plus_minus(r.accuracy, r.accuracy_std)]
         cells += [plus_minus(r.loss, r.loss_std), r.n, f"{r.wall_time_s:.1f}"]
-        lines.append(_md_row(cells))
+        lines.append(_md_row(cells + ([data[i - 1]] if mixed else [])))
+    if mixed:  # runs on different data are never side by side unmarked
+        lines[0], lines[1] = lines[0] + " data (train/val/test, differ!) |", lines[1] + "---|"
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(header: list[str], cells: list[list[str]]) -> str:
+    """A GitHub Markdown table of already formatted cells."""
+    lines = [_md_row(header), "|" + "---|" * len(header), *(_md_row(c) for c in cells)]
     return "\n".join(lines) + "\n"
 
 
