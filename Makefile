@@ -15,8 +15,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 data:
 	scripts/get_data.sh
 
+# The shared ImageNet MobileNetV2 weights when this checkout has them beside it (real transfer
+# learning); otherwise the config's own fallback, random init, which metrics.json records.
+WEIGHTS ?= $(wildcard ../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5)
+
 quickstart: install data
-	$(BIN)/fmnist train configs/quickstart.yaml
+	$(BIN)/fmnist train configs/quickstart.yaml $(if $(WEIGHTS),--set model.weights=$(abspath $(WEIGHTS)))
 
 test: install data
 	$(BIN)/ruff check src tests scripts
