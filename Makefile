@@ -15,12 +15,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 data:
 	scripts/get_data.sh
 
-# The shared ImageNet MobileNetV2 weights when this checkout has them beside it (real transfer
-# learning); otherwise the config's own fallback, random init, which metrics.json records.
+# With the shared ImageNet MobileNetV2 weights beside this checkout: real transfer learning at
+# 96 px (at 32 px the 224-trained filters see too little: test accuracy 0.7304 there against
+# 0.8707 at 96, measured 2026-12-01).
+# Without them: the config's own fallback, random init at 32 px, which metrics.json records.
 WEIGHTS ?= $(wildcard ../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5)
+PRETRAINED = --set model.weights=$(abspath $(WEIGHTS)) --set model.input_size=96
 
 quickstart: install data
-	$(BIN)/fmnist train configs/quickstart.yaml $(if $(WEIGHTS),--set model.weights=$(abspath $(WEIGHTS)))
+	$(BIN)/fmnist train configs/quickstart.yaml $(if $(WEIGHTS),$(PRETRAINED))
 
 test: install data
 	$(BIN)/ruff check src tests scripts

@@ -7,6 +7,7 @@ load when `main()` runs or `app` is first asked for, e.g. `from fmnist_tl.cli im
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 
@@ -19,8 +20,25 @@ def _app() -> Any:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    _app()(prog_name="fmnist")
+    """Console-script entry point. A usage error (an unknown option or command, a missing or
+    malformed argument) is one line on stderr and exit 2, like every other failure, instead of
+    Click's usage block."""
+    # Typer vendors Click (typer._click); its exceptions are what a usage error raises.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+    try:
+        code = _app()(prog_name="fmnist", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `fmnist` alone: the help, as before
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        hint = f" (see {exc.ctx.command_path} -h)" if exc.ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def __getattr__(name: str) -> Any:
