@@ -110,9 +110,12 @@ def _plot_learning_rate(
 ) -> None:
     """The learning rate each epoch ran at (history.csv), log scale when it spans decades."""
     lr = _column(rows, "learning_rate")
-    ax.plot(epochs, lr, "o-", ms=3, color="tab:green", label="learning rate")
     finite = lr[np.isfinite(lr) & (lr > 0)]
-    if finite.size and finite.max() / finite.min() > 10:
+    log = bool(finite.size) and finite.max() / finite.min() > 10
+    if log:  # a cosine ends at 0, which a log axis cannot show: leave those points out
+        lr = np.where(lr > 0, lr, np.nan)
+    ax.plot(epochs, lr, "o-", ms=3, color="tab:green", label="learning rate")
+    if log:
         ax.set_yscale("log")
     _epoch_axis(ax, epochs, stages)
     ax.set_ylabel("learning rate")
