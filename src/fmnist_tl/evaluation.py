@@ -32,7 +32,10 @@ def load_classifier(path: str | Path) -> keras.Model:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise MissingFileError(f"{path}: cannot load the model: {first_line(exc)}") from None
+        raise MissingFileError(
+            f"{path}: cannot load the model ({first_line(exc)}): the file is damaged or not a "
+            "model saved by Keras 3; train again or pass another .keras file"
+        ) from None
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     if shape != EXPECTED_INPUT or tuple(model.output_shape) != (None, len(CLASS_NAMES)):
         raise ConfigError(

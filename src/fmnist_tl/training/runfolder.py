@@ -194,7 +194,14 @@ def find_run(run: str | Path, root: str | Path) -> Path:
 
 def load_resumable(run_dir: Path) -> RunState:
     """The state of an unfinished run; a finished, diverged or foreign folder is an error."""
-    if not (run_dir / STATE).is_file():
+    state_path = run_dir / STATE
+    if state_path.is_symlink() or (state_path.exists() and not state_path.is_file()):
+        what = "a folder" if state_path.is_dir() else "not a readable file"
+        raise MissingFileError(
+            f"{state_path}: damaged run state ({STATE} is {what}); this run cannot be resumed: "
+            f"start it again with `fmnist train {run_dir / 'config.yaml'}`"
+        )
+    if not state_path.is_file():
         raise ConfigError(
             f"{run_dir}: not a resumable run (no {STATE}); resume a folder that "
             "`fmnist train` or `fmnist finetune` wrote"
