@@ -224,14 +224,20 @@ def sweep(
     from ..study import plan_sweep
 
     plan = plan_sweep(load_config(config, set_), grid, seeds)  # before importing TensorFlow
+    from .. import progress
     from ..study import sweep as run_sweep
     from . import study_render
 
-    def line(done: int, total: int, cell: Any, seed: int, what: str, run: Any) -> None:
-        acc = run.test_accuracy
-        render.say(err, study_render.study_run_line(done, total, cell.id, seed, what, acc))
+    # A bar over the runs (cells x seeds; count, rate, time left) on a terminal, a line per run.
+    with progress.task("sweep runs", plan.total, unit="run") as advance:
 
-    study_render.print_study(out, run_sweep(plan, on_run=line))
+        def line(done: int, total: int, cell: Any, seed: int, what: str, run: Any) -> None:
+            acc = run.test_accuracy
+            progress.say(study_render.study_run_line(done, total, cell.id, seed, what, acc))
+            advance(1)
+
+        result = run_sweep(plan, on_run=line)
+    study_render.print_study(out, result)
 
 
 @app.command()
