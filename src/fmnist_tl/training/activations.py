@@ -128,24 +128,32 @@ def random_before_cut(model: keras.Model, cut: Cut) -> str | None:
 def cache_key(bottom: keras.Model, x: np.ndarray, cut: Cut, dtype: str, mirror: bool) -> str:
     """A digest of everything the activations depend on: the bottom's own weights (so a
     fine-tuned or retrained bottom never reuses a stale file), its layers, the images."""
+    return key_for(key_parts(bottom, x, cut, mirror), dtype)
+
+
+def key_for(parts: dict[str, Any], dtype: str) -> str:
+    """The cache key of `key_parts` stored as `dtype`: the parts are hashed once per pool."""
+    text = json.dumps({**parts, "dtype": dtype}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def key_parts(bottom: keras.Model, x: np.ndarray, cut: Cut, mirror: bool) -> dict[str, Any]:
+    """What the activations depend on, but their storage dtype (the costly hashes)."""
     h = hashlib.sha256()
     for w in bottom.weights:
         h.update(w.path.encode())
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
     preprocess = bottom.get_layer("preprocess")  # resize size and interpolation, normalisation
-    parts = {
+    return {
         "weights": h.hexdigest(),
         "preprocess": [(layer.name, layer.get_config()) for layer in preprocess.layers],
         "layers": [layer.name for layer in bottom.layers],
         "cut": cut.producer,
-        "dtype": dtype,
         "mirror": mirror,
         "data": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
         "shape": list(x.shape),
         "keras": keras.__version__,
     }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def cut_bytes(parts: Parts, n: int, dtype: str, mirror: bool) -> int:

@@ -20,7 +20,16 @@ import numpy as np
 from ..config import Config
 from ..inference import infer
 from ..model import find_backbone
-from .activations import Cut, Parts, cache_key, cut_bytes, find_cut, random_before_cut, split_model
+from .activations import (
+    Cut,
+    Parts,
+    cut_bytes,
+    find_cut,
+    key_for,
+    key_parts,
+    random_before_cut,
+    split_model,
+)
 from .cache import load_array, save_array
 from .splits import Splits, StageData
 
@@ -95,15 +104,16 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     """Activations at the cut for every pool image: from the verified cache, or computed."""
     assert plan.parts is not None
     t0 = time.perf_counter()
+    parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=False)  # hashed once
     for dtype in ("float16", "float32") if plan.dtype == "auto" else (plan.dtype,):
-        key = cache_key(plan.parts.bottom, x_pool, plan.cut, dtype, mirror=False)
+        key = key_for(parts, dtype)
         path = Path(cache_dir) / f"activations-{key}.npy"
         if (acts := load_array(path, len(x_pool))) is not None:
             info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
             return acts, {**info, "bytes": int(acts.nbytes), "key": key}
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
     acts, dtype = _narrow(acts, plan.dtype)
-    key = cache_key(plan.parts.bottom, x_pool, plan.cut, dtype, mirror=False)
+    key = key_for(parts, dtype)
     path = Path(cache_dir) / f"activations-{key}.npy"
     save_array(path, acts)
     info = {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
