@@ -8,8 +8,8 @@ finetune stage: seconds per epoch, img/s, the stage's wall time, peak memory (Vm
 10 ms sampler, as bench_frozen.py), test accuracy, and the ratio. The first run also fills the
 feature cache, so later runs' stage 1 costs only the head; stage 2 is what is compared.
 
-The floor: the top sub-model (the cut onward plus the head) trained for one epoch on the cached
-activations with a plain `fit` and no callbacks, timed alone, after one warm-up epoch.
+The floor: the top sub-model (the cut onward plus the head) trained on the cached activations
+with a plain `fit` and no callbacks, timed alone: the faster of two epochs after a warm-up one.
 
     .venv/bin/python scripts/bench_finetune.py \\
         --weights ../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5 --train-limit 20000
@@ -109,12 +109,19 @@ def floor(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     inputs = stage2_inputs(config, model, splits, plan)
     d, batch = inputs.data, config.train.batch_size
     compile_model(inputs.model, config, "finetune", steps_per_epoch(len(d.x_train), batch))
-    ds = dataset(config, d.x_train, d.y_train, shuffle=True, batch=batch)
+    ds = dataset(config, d.x_train, d.y_train, shuffle=True, batch=batch, views=d.views)
     inputs.model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing
-    t0 = time.perf_counter()
-    inputs.model.fit(ds, epochs=1, verbose=0)
-    seconds = time.perf_counter() - t0
-    return {"epoch_s": round(seconds, 2), "images_per_s": round(len(d.x_train) / seconds, 1)}
+    timed = []
+    for _ in range(2):  # the faster of two epochs: the VM's speed comes in phases
+        t0 = time.perf_counter()
+        inputs.model.fit(ds, epochs=1, verbose=0)
+        timed.append(time.perf_counter() - t0)
+    seconds = min(timed)
+    return {
+        "epoch_s": round(seconds, 2),
+        "epochs_timed_s": [round(t, 2) for t in timed],
+        "images_per_s": round(len(d.x_train) / seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

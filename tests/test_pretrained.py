@@ -79,3 +79,37 @@ def test_metrics_name_the_exact_weights_file(frozen, weights):
     assert m.weights_used == f"file {WEIGHTS.resolve()}"
     assert m.weights_sha256 == atomic.sha256_file(weights)
     assert m.to_dict()["weights_sha256"] == m.weights_sha256
+
+
+def test_a_head_only_run_is_tested_on_features_as_the_model_on_images(tmp_path, frozen):
+    """The run's test figures come from the head on the test images' cached features; they
+    are what `fmnist evaluate` gets running the saved model on the images."""
+    from fmnist_tl.evaluation import evaluate
+
+    def streamed(test_flip: bool) -> dict:
+        out = tmp_path / f"flip-{test_flip}.json"
+        return evaluate(frozen.model_path, test_limit=1000, output=out, test_flip=test_flip)
+
+    m = frozen.metrics
+    assert m.timings["test_features_s"] > 0 and m.timings["test_s"] < m.timings["test_features_s"]
+    plain = streamed(False)
+    assert m.test.accuracy == pytest.approx(plain["accuracy"], abs=1e-3)  # one image at most
+    assert m.test.loss == pytest.approx(plain["loss"], abs=1e-4)
+
+    # Another seed with the test-time flip, on the same cache: the pool's and the test images'
+    # features are read back; only the mirror test images' are new.
+    cache = frozen.run_dir.parent.parent / "cache"
+    before = set(cache.glob("*.npy"))
+    flip_args = [*SMALL, "seed=7", "augment.test_flip=true", f"model.weights={WEIGHTS}"]
+    root = frozen.run_dir.parent.parent
+    flip_args += [f"output.dir={root / 'saved_models'}", f"output.log_dir={root / 'logs'}"]
+    flip = train(load_config(None, [*flip_args, f"output.cache_dir={cache}"]))
+    assert flip.metrics.stages[0].feature_cache == "hit"
+    assert len(set(cache.glob("*.npy")) - before) == 1
+    both = evaluate(flip.model_path, test_limit=1000, output=tmp_path / "f.json", test_flip=True)
+    assert flip.metrics.test.test_flip is True
+    assert flip.metrics.test.accuracy == pytest.approx(both["accuracy"], abs=1e-3)
+    assert flip.metrics.test.loss == pytest.approx(both["loss"], abs=1e-4)
+    assert flip.metrics.test.accuracy_without_flip == pytest.approx(
+        both["accuracy_without_flip"], abs=1e-3
+    )

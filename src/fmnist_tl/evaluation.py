@@ -73,8 +73,7 @@ def _views(
     `label` names the progress bar (none without it)."""
     views = [infer(model, x, label=label)]
     if test_flip:
-        mirrored = np.ascontiguousarray(x[:, :, ::-1])
-        views.append(infer(model, mirrored, label=label and f"{label} (mirror images)"))
+        views.append(infer(model, data.mirror(x), label=label and f"{label} (mirror images)"))
     return views
 
 
@@ -89,14 +88,24 @@ def predict_proba(
 
 
 def evaluate_arrays(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, *, test_flip: bool = False
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    test_flip: bool = False,
+    views: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix.
 
     With `test_flip` the figures are for the flip-averaged probabilities, and the accuracy of
-    the images alone is reported beside them, so the two can be compared.
+    the images alone is reported beside them, so the two can be compared. `views`: the class
+    probabilities of the images (and with `test_flip` of their mirror images) when the caller
+    has them by a cheaper path than `model` on `x` (a head on cached features).
     """
-    views = _views(model, x, test_flip, label="testing")
+    if views is None:
+        views = _views(model, x, test_flip, label="testing")
+    if len(views) != 1 + test_flip:
+        raise ValueError(f"{len(views)} views of the test images; test_flip={test_flip}")
     probs = np.mean(views, axis=0)
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
@@ -156,15 +165,17 @@ def write_evaluation(
     test_flip: bool = False,
     extra: dict[str, Any] | None = None,
     run_id: str | None = None,
+    views: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes), whose
-    titles name `run_id` (default: the report's folder) and the test accuracy.
+    titles name `run_id` (default: the report's folder) and the test accuracy; `views` as
+    for `evaluate_arrays`.
 
     Every path is checked before the first is written, so a picture's path that is a folder
     leaves no JSON report without its pictures."""
     check_report_outputs(out_json)
     _, confusion, mistakes = report_paths(out_json)
-    result = evaluate_arrays(model, x, y, test_flip=test_flip)
+    result = evaluate_arrays(model, x, y, test_flip=test_flip, views=views)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)

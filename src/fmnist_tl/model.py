@@ -29,7 +29,8 @@ class Built:
     backbone: keras.Model
     # Raw pixels -> pooled features, and pooled features -> probabilities. Both share
     # their layers with `model`, so training `head` trains the model's head in place.
-    # None when the model augments (features would differ every epoch).
+    # None when the model augments with more than a flip (features would differ every epoch);
+    # the extractor runs in inference mode, so it never augments.
     feature_extractor: keras.Model | None
     head: keras.Model | None
     weights_used: str
@@ -57,7 +58,7 @@ def build_model(config: Config) -> Built:
     head_layers = _head_layers(config)
     model = keras.Model(pixels, _apply(head_layers, features), name=f"fmnist_{m.backbone}")
     feature_extractor = head = None
-    if augment is None:
+    if augment is None or mirror_views(config):  # a flip: features of both views (stage1.py)
         feature_extractor = keras.Model(pixels, features, name="feature_extractor")
         head = _head_model(head_layers, tuple(features.shape[1:]))
     return Built(model, backbone, feature_extractor, head, weights_used, pretrained)
@@ -70,6 +71,14 @@ def build_head(config: Config, feature_shape: tuple[int, ...]) -> keras.Model:
     that builds only the head trains exactly what `fmnist train` would train in stage 1.
     """
     return _head_model(_head_layers(config), feature_shape)
+
+
+def head_of(model: keras.Model) -> keras.Model:
+    """The head of a model built by `build_model` (or loaded from its .keras file), as a model
+    on pooled features sharing its layers: the model on images is the head on the features."""
+    names = [layer.name for layer in model.layers]
+    pool = model.get_layer("head_pool")
+    return _head_model(model.layers[names.index("head_pool") + 1 :], tuple(pool.output.shape[1:]))
 
 
 def _head_layers(config: Config) -> list[layers.Layer]:
@@ -110,6 +119,14 @@ def _apply(head_layers: list[layers.Layer], t: Any) -> Any:
 def _head_model(head_layers: list[layers.Layer], feature_shape: tuple[int, ...]) -> keras.Model:
     feat_in = keras.Input(feature_shape, name="features")
     return keras.Model(feat_in, _apply(head_layers, feat_in), name="head")
+
+
+def mirror_views(config: Config) -> bool:
+    """Whether the only augmentation is the random horizontal flip: a cache then keeps each
+    image's and its mirror image's features or activations and draws one per epoch, the same
+    distribution as flipping the image. Shifts and erasing have no finite set of views."""
+    a = config.augment
+    return a.flip and a.translate == 0 and a.erase == 0
 
 
 def augmentation(config: Config) -> keras.Sequential | None:

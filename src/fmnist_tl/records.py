@@ -134,8 +134,9 @@ class RunMetrics:
     data: DataCounts | None = None
     runtime: RuntimeInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
-    # Where the last sitting's wall time went: startup_s, prepare_s, features_s, head_s,
-    # finetune_s, test_s, reports_s, process_s (the process's whole life up to metrics.json).
+    # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
+    # test_features_s (the test images', when only the head trained), head_s, finetune_s,
+    # test_s, reports_s, process_s (the process's whole life up to metrics.json).
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

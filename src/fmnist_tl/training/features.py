@@ -20,12 +20,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import atomic
+from .. import atomic, data
 from ..config import Config
+from ..model import mirror_views
 from .cache import load_array, save_array
 
 
-def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
+def cache_key(config: Config, weights_used: str, x: np.ndarray, views: bool = False) -> str:
     """A digest of everything the pooled features depend on."""
     m = config.model
     weights_id = weights_used
@@ -45,6 +46,8 @@ def cache_key(config: Config, weights_used: str, x: np.ndarray) -> str:
         "shape": list(x.shape),
         "keras": keras.__version__,
     }
+    if views:  # each image's and its mirror image's features, stacked on axis 1
+        parts["views"] = 2
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -106,7 +109,7 @@ class FeatureStore:
         x: np.ndarray,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Pooled features of the images `x`: from memory, the disk cache, or `compute()`."""
-        key = cache_key(config, weights_used, x)
+        key = cache_key(config, weights_used, x, mirror_views(config))
         signature = backbone_signature(config)
         if self._last is not None and self._last[0] == key:
             self._last = (key, signature, self._last[2])
@@ -117,3 +120,31 @@ class FeatureStore:
         info = {**info, "key": key}
         self.log.append(info)
         return feats, info
+
+
+def test_features(
+    config: Config, extractor: keras.Model, weights_used: str, x_test: np.ndarray
+) -> tuple[list[np.ndarray], float]:
+    """Pooled features of the test images, and with augment.test_flip of their mirror images,
+    from the same verified cache as the pool's; returns (views, seconds).
+
+    A run that trains only the head tests it on these: the model on the images is the head on
+    their features, so the backbone runs once per test image, in the feature pass, and a
+    repeat with another seed reads them from disk.
+    """
+    from ..inference import infer
+
+    t0 = time.perf_counter()
+    images = [x_test, data.mirror(x_test)] if config.augment.test_flip else [x_test]
+    views = []
+    for x, what in zip(images, ("test images", "mirror test images"), strict=False):
+        key = cache_key(config, weights_used, x)
+        label = f"extracting features ({what})"
+        feats, _ = cached_features(
+            lambda x=x, label=label: infer(extractor, x, label=label),
+            x,
+            key,
+            Path(config.output.cache_dir),
+        )
+        views.append(feats)
+    return views, time.perf_counter() - t0

@@ -81,8 +81,10 @@ def monitor_for(config: Config, has_val: bool) -> str:
     return config.train.monitor if has_val else config.train.monitor.removeprefix("val_")
 
 
-def dataset(config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int) -> Any:
-    ds = data.make_dataset(x, y, batch_size=batch, shuffle=shuffle, seed=config.seed)
+def dataset(
+    config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int, views: bool = False
+) -> Any:
+    ds = data.make_dataset(x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views)
     if config.train.label_smoothing > 0:  # CategoricalCrossentropy wants one-hot labels
         import tensorflow as tf
 
@@ -112,7 +114,7 @@ def fit_stage(
     """
     d = stage_data
     batch = config.train.batch_size * runtime.replicas(strategy)
-    train_ds = dataset(config, d.x_train, d.y_train, shuffle=True, batch=batch)
+    train_ds = dataset(config, d.x_train, d.y_train, shuffle=True, batch=batch, views=d.views)
     val_ds = dataset(config, d.x_val, d.y_val, shuffle=False, batch=batch) if len(d.x_val) else None
     monitor = monitor_for(config, len(d.x_val) > 0)
     history = hooks.history if hooks is not None else HistoryWriter(None)

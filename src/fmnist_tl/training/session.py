@@ -64,6 +64,10 @@ class Session:
     started: float  # perf_counter() when this sitting began
     prior_elapsed: float  # wall time of the sittings before this one
     resumed: bool  # the first stage of this sitting continues from saved files
+    # Features of the test images (and mirror images) when the head alone was trained on
+    # features: the test then runs the head on them (trainer._finish).
+    test_features: list[Any] | None = None
+    test_features_s: float = 0.0
 
     @classmethod
     def open(

@@ -20,6 +20,9 @@ class StageData:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    # x_train's axis 1 holds each example's views (image, mirror image), one drawn per epoch
+    # (data.make_dataset); x_val holds the first view only, as the model sees it unaugmented.
+    views: bool = False
 
 
 @dataclass
@@ -37,12 +40,15 @@ class Splits:
     def images(self) -> StageData:
         return StageData(self.x_train, self.y_train, self.x_val, self.y_val)
 
-    def of_pool(self, pooled: np.ndarray, config: Config) -> StageData:
-        """`pooled` (one row per pool image, e.g. its features) split like the images."""
+    def of_pool(self, pooled: np.ndarray, config: Config, *, views: bool = False) -> StageData:
+        """`pooled` (one row per pool image, e.g. its features) split like the images;
+        `views`: its axis 1 holds each image's views (see StageData.views)."""
         (x_train, _), (x_val, _) = data.split_train_val(
             pooled, self.y_pool, config.data.val_split, config.seed
         )
-        return StageData(x_train, self.y_train, x_val, self.y_val)
+        if views:
+            x_val = np.ascontiguousarray(x_val[:, 0])
+        return StageData(x_train, self.y_train, x_val, self.y_val, views)
 
 
 def prepare_data(config: Config) -> Splits:

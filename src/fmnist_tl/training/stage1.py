@@ -2,7 +2,8 @@
 
 One decision for `fmnist train` and every tune trial. Features are used when the backbone is
 frozen for stage 1 and nothing random (augmentation) sits before it: training the head on
-them is then the same optimisation, far faster.
+them is then the same optimisation, far faster. A flip alone keeps them: each image's and its
+mirror image's features are kept, and each epoch draws one per example (data.make_dataset).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from .. import data
 from ..config import Config
 from ..inference import infer
-from ..model import Built, build_head, build_model, freeze_for_stage1
+from ..model import Built, build_head, build_model, freeze_for_stage1, mirror_views
 from .features import FeatureStore
 from .splits import Splits, StageData
 
@@ -45,18 +47,25 @@ def stage1_inputs(
     head is built; otherwise the model is built here. `pooled` computes the features another
     way on a cache miss (from stage 2's activations: one pass over the backbone for both).
     """
+    views = mirror_views(config)  # features of each image and its mirror image, on axis 1
     feats = store.reusable(config) if built is None and allow_cache else None
     if feats is not None:
-        head = build_head(config, tuple(feats.shape[1:]))
-        return Stage1(head, splits.of_pool(feats, config), None, True, "hit")
+        head = build_head(config, tuple(feats.shape[1 + views :]))
+        return Stage1(head, splits.of_pool(feats, config, views=views), None, True, "hit")
     built = built or build_model(config)
     frozen = freeze_for_stage1(config, built)
     cacheable = frozen and built.head is not None and config.train.feature_cache == "auto"
     if not (cacheable and allow_cache and built.feature_extractor is not None):
         return Stage1(built.model, splits.images(), built, False)
     extractor, x = built.feature_extractor, splits.x_pool
-    compute = pooled or (lambda: infer(extractor, x, label="extracting features"))
-    feats, info = store.features(config, compute, built.weights_used, x)
-    return Stage1(
-        built.head, splits.of_pool(feats, config), built, True, info["cache"], info["seconds"]
-    )
+
+    def extract() -> np.ndarray:
+        feats = infer(extractor, x, label="extracting features")
+        if not views:
+            return feats
+        label = "extracting features (mirror images)"
+        return np.stack([feats, infer(extractor, data.mirror(x), label=label)], axis=1)
+
+    feats, info = store.features(config, pooled or extract, built.weights_used, x)
+    stage_data = splits.of_pool(feats, config, views=views)
+    return Stage1(built.head, stage_data, built, True, info["cache"], info["seconds"])

@@ -2,7 +2,9 @@
 
 `finetune.activation_cache: auto` trains the top on activations of the frozen bottom (see
 activations.py) when that is the same optimisation: one device, nothing random before the cut
-(no augmentation, no dropout in the bottom) and a cache that fits `runtime.cache_memory_gb`.
+(no augmentation but a flip, no dropout in the bottom) and a cache that fits
+`runtime.cache_memory_gb`. A flip keeps the cache with mirror views: the activations of each
+image and of its mirror image, one drawn per example each epoch (data.make_dataset).
 Otherwise stage 2 streams images through the whole model, and says why in one line.
 """
 
@@ -17,9 +19,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from .. import data
 from ..config import Config
 from ..inference import infer
-from ..model import find_backbone
+from ..model import find_backbone, mirror_views
 from .activations import (
     Cut,
     Parts,
@@ -44,22 +47,33 @@ class Plan:
     parts: Parts | None  # None when streaming
     stream_reason: str | None  # why it streams; None when cached
     dtype: str
+    mirror: bool = False  # flip augmentation: each image's and its mirror image's activations
 
     @property
     def cached(self) -> bool:
         return self.stream_reason is None
 
-    def note(self) -> str | None:
-        """One line for the terminal: why stage 2 streams, or where the cut moved."""
+    def note(self, n_images: int) -> str | None:
+        """One line for the terminal: why stage 2 streams, where the cut moved, or what the
+        mirror views of `n_images` images cost."""
         if self.stream_reason is not None:
             return f"stage 2 streams images: {self.stream_reason}"
+        notes = []
         if self.cut.moved:
-            return (
+            notes.append(
                 f"finetune.unfreeze_from {self.cut.requested} sits inside a block; stage 2 "
                 f"caches the activations entering {self.cut.layer} (the layers between run "
                 "frozen, so the result is the same)"
             )
-        return None
+        if self.mirror:
+            assert self.parts is not None
+            dtype = "float16" if self.dtype == "auto" else self.dtype
+            size = cut_bytes(self.parts, n_images, dtype, mirror=True) / 2**20
+            notes.append(
+                "augment.flip: stage 2 caches the activations of each image and of its mirror "
+                f"image and draws one per epoch ({size:.0f} MiB as {dtype}, twice one view)"
+            )
+        return "; ".join(notes) or None
 
 
 @dataclass
@@ -82,29 +96,35 @@ def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any
         reason = "finetune.activation_cache is off"
     elif strategy is not None:
         reason = "runtime.distribute replicates the whole model"
-    elif (random := random_before_cut(model, cut)) is not None:
-        what = "augmentation" if random == "augment" else f"the random layer {random}"
+    elif (random := random_before_cut(model, cut)) is not None and not (
+        random == "augment" and mirror_views(config)  # a flip alone: mirror views
+    ):
+        what = (
+            "augmentation (random shifts or erasing)"
+            if random == "augment"
+            else f"the random layer {random}"
+        )
         reason = f"{what} runs before {cut.layer}, so its activations differ every epoch"
     if reason is not None:
         return Plan(cut, None, reason, dtype)
-    parts = split_model(model, cut)
+    parts, mirror = split_model(model, cut), mirror_views(config)
     # auto computes in float32 first: budget for that
-    size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=False)
+    size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=mirror)
     budget = config.runtime.cache_memory_gb * 2**30
     if size > budget:
         reason = (
             f"its activation cache would take {size / 2**30:.1f} GiB, above "
             f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
         )
-        return Plan(cut, None, reason, dtype)
-    return Plan(cut, parts, None, dtype)
+        return Plan(cut, None, reason, dtype, mirror)
+    return Plan(cut, parts, None, dtype, mirror)
 
 
 def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     """Activations at the cut for every pool image: from the verified cache, or computed."""
     assert plan.parts is not None
     t0 = time.perf_counter()
-    parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=False)  # hashed once
+    parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=plan.mirror)  # hashed once
     for dtype in ("float16", "float32") if plan.dtype == "auto" else (plan.dtype,):
         key = key_for(parts, dtype)
         path = Path(cache_dir) / f"activations-{key}.npy"
@@ -112,6 +132,11 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
             info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
             return acts, {**info, "bytes": int(acts.nbytes), "key": key}
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
+    if plan.mirror:  # axis 1: the image's view, its mirror image's
+        label = "extracting activations (mirror images)"
+        mirrored = infer(plan.parts.bottom, data.mirror(x_pool), label=label)
+        acts = np.stack([acts, mirrored], axis=1)
+        del mirrored
     acts, dtype = _narrow(acts, plan.dtype)
     key = key_for(parts, dtype)
     path = Path(cache_dir) / f"activations-{key}.npy"
@@ -148,8 +173,8 @@ def stage2_inputs(
         return Stage2(model, splits.images(), plan)
     assert plan.parts is not None
     acts, info = pre or pool_activations(plan, splits.x_pool, Path(config.output.cache_dir))
-    data = splits.of_pool(acts, config)
-    return Stage2(plan.parts.top, data, plan, info["cache"], info["seconds"], info["bytes"])
+    fit_data = splits.of_pool(acts, config, views=plan.mirror)
+    return Stage2(plan.parts.top, fit_data, plan, info["cache"], info["seconds"], info["bytes"])
 
 
 def pooled_via_activations(
@@ -164,6 +189,11 @@ def pooled_via_activations(
 
     def compute() -> np.ndarray:
         keep[:] = [pool_activations(plan, x_pool, cache_dir)]
-        return infer(parts.features, keep[0][0], label="extracting features")
+        acts = keep[0][0]
+        if not plan.mirror:
+            return infer(parts.features, acts, label="extracting features")
+        # The features of both views, on axis 1, as stage1.py keeps them for a flip.
+        views = [infer(parts.features, acts[:, v], label="extracting features") for v in (0, 1)]
+        return np.stack(views, axis=1)
 
     return compute

@@ -25,11 +25,19 @@ from ..config import Config
 from ..config.loading import finetune_config, load_saved_config
 from ..errors import ConfigError, MissingFileError
 from ..evaluation import load_classifier, write_evaluation
-from ..model import Built, build_model, check_unfreeze_layer, find_backbone, unfreeze_from
+from ..inference import infer
+from ..model import (
+    Built,
+    build_model,
+    check_unfreeze_layer,
+    find_backbone,
+    head_of,
+    unfreeze_from,
+)
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
 from ..reporting.plots import plot_history, run_title
 from . import hparams
-from .features import FeatureStore
+from .features import FeatureStore, test_features
 from .fit import monitor_for
 from .optim import compile_model, steps_per_epoch
 from .publish import DEFAULT_FINETUNE_SOURCE, pinned, publish, test_setup
@@ -166,13 +174,18 @@ def _train_stages(s: Session, built: Built) -> None:
             summary.feature_cache = inputs.feature_cache
             summary.feature_seconds = round(inputs.feature_seconds, 3)
         s.end_stage(summary, built.model)
+        if inputs.on_features and plan is None:  # tested on features, from the same cache
+            assert built.feature_extractor is not None
+            s.test_features, s.test_features_s = test_features(
+                config, built.feature_extractor, built.weights_used, s.splits.x_test
+            )
     # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
     _finetune_if_pending(s, built.model, plan, acts[0] if acts else None)
 
 
 def _plan_stage2(s: Session, model: keras.Model) -> Plan:
     plan = plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy)
-    if (note := plan.note()) is not None:
+    if (note := plan.note(len(s.splits.x_pool))) is not None:
         print(f"note: {note}", file=sys.stderr)
     return plan
 
@@ -233,6 +246,10 @@ def _finish(s: Session) -> RunResult:
         raise MissingFileError(f"{run_dir}: no epoch produced a finite {monitor}; nothing saved")
     t_test = time.perf_counter()
     model = keras.models.load_model(model_path, compile=False)
+    views = None
+    if s.test_features is not None:  # the head on the test features is the model on the images
+        head = head_of(model)
+        views = [infer(head, f, label="testing") for f in s.test_features]
     evaluation = write_evaluation(
         model,
         splits.x_test,
@@ -240,6 +257,7 @@ def _finish(s: Session) -> RunResult:
         run_dir / "evaluation.json",
         test_flip=config.augment.test_flip,
         extra={"model": str(model_path), "data_source": splits.source},
+        views=views,
     )
     metrics = _metrics(s, evaluation)
     t_reports = time.perf_counter()
@@ -263,15 +281,17 @@ def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
     features = sum(x.feature_seconds or 0.0 for x in stages.values())
     process = runtime.process_seconds()
     fitted = sum(x.wall_time_s for x in stages.values())
+    accounted = fitted + s.test_features_s + test_s + reports_s
     parts = {
         "startup_s": process - (time.perf_counter() - s.started) if process else None,
-        "features_s": features,
+        "features_s": features,  # the pool's: training and validation images
+        "test_features_s": s.test_features_s,  # the test images', when tested on features
         "head_s": stages[HEAD].wall_time_s - features if HEAD in stages else 0.0,
         "finetune_s": stages[FINETUNE].wall_time_s if FINETUNE in stages else 0.0,
         "test_s": test_s,
         "reports_s": reports_s,
         # data loading, model building, the run folder: what the others leave
-        "prepare_s": time.perf_counter() - s.started - fitted - test_s - reports_s,
+        "prepare_s": time.perf_counter() - s.started - accounted,
         "process_s": process,
     }
     return {k: round(v, 3) for k, v in parts.items() if v is not None}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The transfer-learning study behind the README's "Transfer learning vs from scratch" table:
+# the seed projects' experiments over seeds (full data), the scratch CNNs on the same machine,
+# and the sweeps (20,000-image training subset). Each step is one `fmnist` command; rerunning a
+# step skips what finished (sweeps) or trains again (--repeat). Steps run in the order given:
+#
+#   scripts/transfer_study.sh seeds scratch resize head depth
+#
+# Outputs go under $OUT (default saved_models/transfer); the frozen rows share one feature cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FMNIST=${FMNIST:-.venv/bin/fmnist}
+OUT=${OUT:-saved_models/transfer}
+WEIGHTS=${WEIGHTS:-../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5}
+[[ -f $WEIGHTS ]] || { echo "error: $WEIGHTS is missing (the shared ImageNet weights)" >&2; exit 3; }
+W=(--set "model.weights=$(realpath "$WEIGHTS")")
+O=(--set "output.dir=$OUT/runs" --set "output.log_dir=$OUT/logs"
+   --set "output.cache_dir=$OUT/cache" --set output.update_best=false)
+SUBSET=(--set data.train_limit=20000)
+
+step() {
+  echo "== $1: $(date -u +%FT%TZ)"
+  shift
+  /usr/bin/time -f "   wall %e s, CPU %U+%S s" "$@"
+}
+
+for name in "$@"; do
+  case $name in
+    seeds)  # item 1: the seed projects' rows, full data
+      step frozen-nearest "$FMNIST" train configs/seeds/mobilenet_frozen_nearest.yaml "${W[@]}" "${O[@]}" --repeat 3
+      step frozen-bilinear "$FMNIST" train configs/seeds/mobilenet_frozen_bilinear.yaml "${W[@]}" "${O[@]}" --repeat 3
+      step head480 "$FMNIST" train configs/seeds/mobilenet_head480.yaml "${W[@]}" "${O[@]}" --repeat 6
+      step finetune-block13 "$FMNIST" train configs/seeds/mobilenet_finetune_block13.yaml "${W[@]}" "${O[@]}" --repeat 3
+      ;;
+    scratch)  # the scratch side, same machine, full data
+      step cnn "$FMNIST" train configs/cnn.yaml "${O[@]}" --repeat 3
+      step cnn-best "$FMNIST" train configs/cnn_best.yaml "${O[@]}" --repeat 3
+      ;;
+    resize)  # frozen backbone: resize method x input size
+      step resize "$FMNIST" sweep configs/seeds/mobilenet_frozen_bilinear.yaml "${W[@]}" "${O[@]}" "${SUBSET[@]}" \
+        --grid model.resize_method=nearest,bilinear,bicubic,area \
+        --grid model.input_size=32,64,96,128,160 --seeds 3
+      ;;
+    head)  # frozen backbone: head width x dropout
+      step head "$FMNIST" sweep configs/seeds/mobilenet_head480.yaml "${W[@]}" "${O[@]}" "${SUBSET[@]}" \
+        --grid model.head.units=0,128,480,1024 --grid model.head.dropout=0.0,0.3,0.5 --seeds 3
+      ;;
+    depth)  # stage 2: unfreeze depth x learning rate, 3 epochs
+      step depth "$FMNIST" sweep configs/seeds/mobilenet_finetune_block13.yaml "${W[@]}" "${O[@]}" "${SUBSET[@]}" \
+        --grid finetune.unfreeze_from=block_16,block_13,block_10,block_6,Conv1 \
+        --grid finetune.learning_rate=0.00001,0.00003,0.0001 --seeds 3
+      ;;
+    *) echo "error: unknown step $name (seeds, scratch, resize, head, depth)" >&2; exit 2 ;;
+  esac
+done
