@@ -26,7 +26,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("startup_s", "prepare_s", "features_s", "test_features_s", "head_s", "test_s")
+PARTS = (
+    "startup_s",
+    "prepare_s",
+    "features_s",
+    "test_features_s",
+    "head_s",
+    "test_s",
+    "reports_s",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

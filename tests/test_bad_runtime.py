@@ -107,6 +107,17 @@ def test_log_folder_that_is_a_file(world):
         one_line(runner.invoke(app, args), 3, "output.log_dir", str(blocker), "a file where")
 
 
+@pytest.mark.parametrize("kind, what", [("missing", "not found"), ("folder", "is a folder")])
+def test_weights_path_that_is_no_file(world, kind, what):
+    weights = world["root"] / "weights.h5"
+    if kind == "folder":
+        weights.mkdir()
+    with unchanged(world):
+        args = ["train", str(SMOKE), *sets(world, f"model.weights={weights}")]
+        needles = ("model.weights", str(weights), what, "give an existing weights file")
+        one_line(runner.invoke(app, args), 3, *needles)
+
+
 def test_a_path_too_long_is_shortened_in_the_message(world):
     long = world["root"] / "/".join(["d" * 200] * 25)  # 5,000 characters
     with unchanged(world):
@@ -309,7 +320,8 @@ def test_corrupt_feature_cache_is_rebuilt_through_the_cli(world, tmp_path):
     args = ["train", str(SMOKE), *sets(world, *cnn, f"model.weights={weights}", "train.epochs=1")]
     first = subprocess.run([*FMNIST, *args], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    (path,) = (world["root"] / "cache").glob("*.npy")
+    # The pool's features (400 images); the test images' (100) sit beside them.
+    (path,) = [p for p in (world["root"] / "cache").glob("*.npy") if cache.verify(p, 400) is None]
     damage(path, "truncated")
     again = subprocess.run([*FMNIST, *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -113,6 +113,8 @@ def test_compare_shows_group_as_one_row(repeated, monkeypatch) -> None:
     assert acc_cell in rows[0] and loss_cell in rows[0]
     assert acc_cell in result.output
     assert_png(work / RUNS / "comparison.png")
+    assert_png(work / RUNS / "comparison_cost.png")  # accuracy against wall time
+    assert "comparison_cost.png" in result.output
 
     # A glob that names members and group alike still gives one row; --out moves the files.
     result = runner.invoke(app, ["compare", f"{RUNS}/smoke-*", "--out", "report"])

@@ -87,6 +87,19 @@ def test_resume_with_damaged_config_is_exit_3_before_tensorflow(tmp_path, no_tf)
     assert "cannot be resumed" in line and "fmnist train CONFIG" in line
 
 
+def test_resume_without_config_says_what_to_do_before_tensorflow(tmp_path, no_tf):
+    run = run_folder(tmp_path, None)
+    line = before_tf(no_tf, ["train", "--resume", str(run)], 3, "config.yaml is missing")
+    assert "cannot be resumed" in line and "fmnist train CONFIG" in line
+
+
+def test_compare_of_a_folder_without_runs_says_what_to_do(tmp_path, no_tf):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = before_tf(no_tf, ["compare", "--root", str(empty)], 3, "no runs found")
+    assert "fmnist train CONFIG" in line and line.startswith(f"error: {empty}")
+
+
 def test_finetune_with_damaged_saved_config_is_exit_3(tmp_path, no_tf):
     model = fake_model(tmp_path / "best.keras")
     (tmp_path / "config.yaml").write_text("train: [\n")

@@ -216,8 +216,9 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
     if weights != "imagenet":
         path = Path(weights)
         if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "not found"
             raise MissingFileError(
-                f"model.weights: weights file {weights!r} not found; give an existing "
+                f"model.weights: weights file {weights!r} {what}; give an existing "
                 "weights file (.weights.h5 or .h5), 'imagenet' or 'none'"
             )
         backbone = build_backbone(spec, size, None, model_cfg)

@@ -255,7 +255,10 @@ def print_comparison(out: Console, comparison: Comparison) -> None:
         scores = (plus_minus(r.accuracy, r.accuracy_std), plus_minus(r.loss, r.loss_std))
         table.add_row(escape(r.run), escape(setup), *scores, str(r.n))
     out.print(table)
-    say(out, f"wrote {comparison.markdown_path}, {comparison.plot_path}")
+    say(
+        out,
+        f"wrote {comparison.markdown_path}, {comparison.plot_path}, {comparison.cost_plot_path}",
+    )
 
 
 def comparison_markdown(rows: list[RunRow], data: list[str] | None = None) -> str:

@@ -30,7 +30,10 @@ def print_comparison_diff(out: Console, comparison: Comparison) -> None:
     for line in cells:
         table.add_row(*(escape(c) for c in line))
     out.print(table)
-    say(out, f"wrote {comparison.markdown_path}, {comparison.plot_path}")
+    say(
+        out,
+        f"wrote {comparison.markdown_path}, {comparison.plot_path}, {comparison.cost_plot_path}",
+    )
 
 
 def study_run_line(done: int, total: int, cell: str, seed: int, what: str, acc: Any) -> str:

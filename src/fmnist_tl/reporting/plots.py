@@ -272,3 +272,30 @@ def plot_comparison(rows: list[RunRow], path: PathLike) -> None:
     ax.set_title("test accuracy per run (error bars: ± sample std over seeds)")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def plot_comparison_cost(rows: list[RunRow], path: PathLike) -> None:
+    """Test accuracy against wall time per run, every row one point (a repeat group: its mean,
+    error bars ± sample std), coloured by backbone, on a log time axis: backbones, resizes and
+    scratch CNNs on one picture of what each point of accuracy costs."""
+    fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
+    backbones = sorted({r.backbone for r in rows})
+    colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
+    for r in rows:
+        ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0], fmt="o",
+                    capsize=3, color=colour[r.backbone], markersize=5)  # fmt: skip
+        label = r.run + (f" (n={r.n})" if r.n > 1 else "")
+        ax.annotate(label, (r.wall_time_s, r.accuracy), textcoords="offset points",
+                    xytext=(5, 3), fontsize=7)  # fmt: skip
+    for b in backbones:
+        ax.plot([], [], "o", color=colour[b], label=b)
+    if rows:
+        ax.set_xscale("log")
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("wall time per run (s, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("test accuracy against wall time, every run (± sample std over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)

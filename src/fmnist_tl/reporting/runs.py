@@ -20,7 +20,7 @@ from .. import atomic
 from ..cli.render import comparison_markdown
 from ..errors import MissingFileError
 from ..records import RunMetrics
-from .plots import plot_comparison
+from .plots import plot_comparison, plot_comparison_cost
 
 PathLike = str | os.PathLike[str]
 _RUN_FILES = ("metrics.json", "repeat.json")
@@ -54,11 +54,12 @@ class Comparison:
     rows: list[RunRow]
     markdown: str
     markdown_path: Path
-    plot_path: Path
+    plot_path: Path  # test accuracy per run (bars)
     # Per row: its image counts "train/val/test" (rows on different limits are marked) and
     # validation accuracy at the best epoch (a group's mean).
     data: list[str] = field(default_factory=list)
     val_accuracy: list[float | None] = field(default_factory=list)
+    cost_plot_path: Path | None = None  # test accuracy against wall time, every run
     # --diff: the config keys whose values differ between the rows, and each row's values
     diff_keys: list[str] | None = None
     diff_values: list[dict[str, Any]] | None = None
@@ -102,7 +103,8 @@ def compare_runs(
     out_dir: PathLike | None = None,
     diff: bool = False,
 ) -> Comparison:
-    """Collect runs (best test accuracy first), write comparison.md and comparison.png.
+    """Collect runs (best test accuracy first), write comparison.md, comparison.png and
+    comparison_cost.png (test accuracy against wall time).
 
     Args:
         patterns: run folders, run ids under `root` or glob patterns; None = every run in `root`.
@@ -129,6 +131,8 @@ def compare_runs(
         c.markdown = comparison_markdown(rows, data=c.data)
     atomic.write_text(md_path, c.markdown)
     plot_comparison(rows, png_path)
+    c.cost_plot_path = out / "comparison_cost.png"
+    plot_comparison_cost(rows, c.cost_plot_path)
     return c
 
 
@@ -213,7 +217,10 @@ def collect_runs(patterns: list[str] | None, root: PathLike = "saved_models") ->
         if f not in groups and f.resolve() not in members:
             rows.append(_run_row(f))
     if not rows:
-        raise MissingFileError(f"{root}: no runs found (no folder holds metrics.json)")
+        raise MissingFileError(
+            f"{root}: no runs found (no folder holds metrics.json); train one with "
+            "`fmnist train CONFIG`, or pass the folder that holds your runs"
+        )
     rows.sort(key=lambda r: -r.accuracy)
     return rows
 

@@ -226,7 +226,10 @@ def load_resumable(run_dir: Path) -> RunState:
             "train again with a lower learning rate"
         )
     if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir}: config.yaml is missing; cannot resume this run")
+        raise MissingFileError(
+            f"{run_dir}: config.yaml is missing, so this run cannot be resumed; put back the "
+            "config it was started with as config.yaml, or train again with `fmnist train CONFIG`"
+        )
     check_run_outputs(load_saved_config(run_dir / "config.yaml").output)  # before it writes
     return state
 
