@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, write_idx
 
-from fmnist_tl import data
+from fmnist_tl import data, pipeline
 from fmnist_tl.classes import CLASS_NAMES
 from fmnist_tl.errors import ConfigError, DataError
 
@@ -246,7 +246,7 @@ def test_limit(arrays):
 
 def test_make_dataset_casts_per_batch_and_shuffles_reproducibly(arrays):
     x, y = arrays[0], arrays[1]
-    ds = data.make_dataset(x, y, batch_size=16, shuffle=False, seed=0)
+    ds = pipeline.make_dataset(x, y, batch_size=16, shuffle=False, seed=0)
     batches = list(ds.as_numpy_iterator())
     assert [len(b[0]) for b in batches] == [16, 16, 16, 2]
     assert batches[0][0].dtype == np.float32 and batches[0][0].shape == (16, 28, 28, 1)
@@ -254,7 +254,9 @@ def test_make_dataset_casts_per_batch_and_shuffles_reproducibly(arrays):
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
 
     def labels(seed):
-        ds = data.make_dataset(x, y, batch_size=16, shuffle=True, seed=seed, drop_remainder=True)
+        ds = pipeline.make_dataset(
+            x, y, batch_size=16, shuffle=True, seed=seed, drop_remainder=True
+        )
         return [np.concatenate([b[1] for b in ds.as_numpy_iterator()]) for _ in range(2)]
 
     first, second = labels(3), labels(3)
@@ -263,7 +265,7 @@ def test_make_dataset_casts_per_batch_and_shuffles_reproducibly(arrays):
     np.testing.assert_array_equal(first[1], second[1])
     assert not np.array_equal(first[0], first[1])  # reshuffled each epoch
     assert not np.array_equal(first[0], labels(4)[0])
-    assert len(list(data.make_dataset(x[:0], y[:0], batch_size=4, shuffle=True, seed=0))) == 0
+    assert len(list(pipeline.make_dataset(x[:0], y[:0], batch_size=4, shuffle=True, seed=0))) == 0
 
 
 def test_describe_and_format(arrays):

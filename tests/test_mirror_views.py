@@ -17,7 +17,7 @@ from test_resume import EXACT
 from test_stage2_cache import MOBILENET, STAGE2, imagenet_weights
 from test_training import backbone_weights
 
-from fmnist_tl import data, runtime
+from fmnist_tl import data, pipeline, runtime
 from fmnist_tl.config import load_config
 from fmnist_tl.model import build_model
 from fmnist_tl.training.features import FeatureStore
@@ -33,7 +33,7 @@ def draws(seed: int, epochs: int = 2, n: int = 1000) -> list[np.ndarray]:
     x[:, 1, 0] = 1  # the view's number
     x[:, :, 1] = np.arange(n)[:, None]  # the example's
     keras.utils.set_random_seed(seed)  # as runtime.apply does at the start of a run
-    ds = data.make_dataset(x, np.arange(n), batch_size=64, shuffle=True, seed=seed, views=True)
+    ds = pipeline.make_dataset(x, np.arange(n), batch_size=64, shuffle=True, seed=seed, views=True)
     out = []
     for _ in range(epochs):
         got = np.full(n, -1)
@@ -84,7 +84,7 @@ def test_the_caches_hold_each_image_and_its_mirror_image(tmp_path, synthetic_dir
     acts, info = pool_activations(plan, splits.x_pool, tmp_path / "cache")
     x = splits.x_pool.astype("float32")
     assert acts.shape[1] == 2 and info["bytes"] == acts.nbytes
-    for view, images in ((0, x), (1, data.mirror(x))):
+    for view, images in ((0, x), (1, pipeline.mirror(x))):
         expected = np.asarray(plan.parts.bottom(images, training=False))
         np.testing.assert_allclose(acts[:, view], expected, rtol=2e-3, atol=2e-3)
     fit_data = stage2_inputs(config, built.model, splits, plan, (acts, info)).data
@@ -93,7 +93,7 @@ def test_the_caches_hold_each_image_and_its_mirror_image(tmp_path, synthetic_dir
 
     stage1 = stage1_inputs(config, splits, FeatureStore(), built)
     assert stage1.on_features and stage1.data.views
-    feats = np.asarray(built.feature_extractor(data.mirror(x), training=False))
+    feats = np.asarray(built.feature_extractor(pipeline.mirror(x), training=False))
     (train_part, _), _ = data.split_train_val(feats, splits.y_pool, 0.2, config.seed)
     np.testing.assert_allclose(stage1.data.x_train[:, 1], train_part, rtol=1e-3, atol=1e-4)
 

@@ -1,4 +1,4 @@
-"""Fashion-MNIST: find it, check it, split it, and feed it to Keras through tf.data.
+"""Fashion-MNIST: find it, check it, split it (pipeline.py feeds it to Keras through tf.data).
 
 Arrays stay uint8 (N, 28, 28, 1) in memory; casting happens per batch and resizing only inside
 the model, so 224x224 experiments never hold a resized copy of the dataset.
@@ -16,16 +16,13 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .classes import CLASS_NAMES
 from .errors import ConfigError, DataError, first_line
 from .paths import check_data_dir, expand_path
-
-if TYPE_CHECKING:  # importing TensorFlow costs seconds; `fmnist data info` never needs it
-    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -354,11 +351,6 @@ def split_train_val(
     return (x[~is_val], y[~is_val]), (x[is_val], y[is_val])
 
 
-def mirror(x: np.ndarray) -> np.ndarray:
-    """The mirror images (left-right) of a batch of images (N, H, W[, C]), contiguous."""
-    return np.ascontiguousarray(x[:, :, ::-1])
-
-
 def limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The first n examples, for quick runs (None keeps everything)."""
     if n is None:
@@ -366,40 +358,3 @@ def limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.n
     if n < 0:
         raise ConfigError(f"limit must be >= 0, got {n}")
     return x[:n], y[:n]
-
-
-def make_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    drop_remainder: bool = False,
-    views: bool = False,
-) -> tf.data.Dataset:
-    """uint8 in memory, float32 (0..255) per batch: the model resizes and normalises itself.
-
-    `views`: axis 1 of `x` holds views of each example (cached activations or features of an
-    image and of its mirror image); each epoch draws one per example, uniformly, from a
-    seeded stream that differs from epoch to epoch, as a random flip of the images would.
-    """
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
-    if views:
-        n_views = x.shape[1]
-        # seed + 3: apart from the augmentation layers' seeds (seed .. seed + 2).
-        draws = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, draws).batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(
-            lambda xy, r: (tf.gather(xy[0], r % n_views, axis=1, batch_dims=1), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)

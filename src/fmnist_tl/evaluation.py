@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import atomic, data, progress
+from . import atomic, data, pipeline, progress
 from .classes import CLASS_NAMES
 from .errors import ConfigError, MissingFileError, first_line
 from .inference import infer
@@ -73,7 +73,7 @@ def _views(
     `label` names the progress bar (none without it)."""
     views = [infer(model, x, label=label)]
     if test_flip:
-        views.append(infer(model, data.mirror(x), label=label and f"{label} (mirror images)"))
+        views.append(infer(model, pipeline.mirror(x), label=label and f"{label} (mirror images)"))
     return views
 
 

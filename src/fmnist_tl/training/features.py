@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import atomic, data
+from .. import atomic, pipeline
 from ..config import Config
 from ..model import mirror_views
 from .cache import load_array, save_array
@@ -135,7 +135,7 @@ def test_features(
     from ..inference import infer
 
     t0 = time.perf_counter()
-    images = [x_test, data.mirror(x_test)] if config.augment.test_flip else [x_test]
+    images = [x_test, pipeline.mirror(x_test)] if config.augment.test_flip else [x_test]
     views = []
     for x, what in zip(images, ("test images", "mirror test images"), strict=False):
         key = cache_key(config, weights_used, x)

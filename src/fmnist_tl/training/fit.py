@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
-from .. import data, runtime
+from .. import pipeline, runtime
 from ..classes import NUM_CLASSES
 from ..config import Config
 from ..records import StageSummary, direction
@@ -84,7 +84,9 @@ def monitor_for(config: Config, has_val: bool) -> str:
 def dataset(
     config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int, views: bool = False
 ) -> Any:
-    ds = data.make_dataset(x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views)
+    ds = pipeline.make_dataset(
+        x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views
+    )
     if config.train.label_smoothing > 0:  # CategoricalCrossentropy wants one-hot labels
         import tensorflow as tf
 

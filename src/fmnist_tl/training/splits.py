@@ -21,7 +21,7 @@ class StageData:
     x_val: np.ndarray
     y_val: np.ndarray
     # x_train's axis 1 holds each example's views (image, mirror image), one drawn per epoch
-    # (data.make_dataset); x_val holds the first view only, as the model sees it unaugmented.
+    # (pipeline.make_dataset); x_val holds the first view only, as the model sees it unaugmented.
     views: bool = False
 
 

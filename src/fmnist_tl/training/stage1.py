@@ -3,7 +3,7 @@
 One decision for `fmnist train` and every tune trial. Features are used when the backbone is
 frozen for stage 1 and nothing random (augmentation) sits before it: training the head on
 them is then the same optimisation, far faster. A flip alone keeps them: each image's and its
-mirror image's features are kept, and each epoch draws one per example (data.make_dataset).
+mirror image's features are kept, and each epoch draws one per example (pipeline.make_dataset).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from .. import data
+from .. import pipeline
 from ..config import Config
 from ..inference import infer
 from ..model import Built, build_head, build_model, freeze_for_stage1, mirror_views
@@ -64,7 +64,7 @@ def stage1_inputs(
         if not views:
             return feats
         label = "extracting features (mirror images)"
-        return np.stack([feats, infer(extractor, data.mirror(x), label=label)], axis=1)
+        return np.stack([feats, infer(extractor, pipeline.mirror(x), label=label)], axis=1)
 
     feats, info = store.features(config, pooled or extract, built.weights_used, x)
     stage_data = splits.of_pool(feats, config, views=views)

@@ -4,7 +4,7 @@
 activations.py) when that is the same optimisation: one device, nothing random before the cut
 (no augmentation but a flip, no dropout in the bottom) and a cache that fits
 `runtime.cache_memory_gb`. A flip keeps the cache with mirror views: the activations of each
-image and of its mirror image, one drawn per example each epoch (data.make_dataset).
+image and of its mirror image, one drawn per example each epoch (pipeline.make_dataset).
 Otherwise stage 2 streams images through the whole model, and says why in one line.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import data
+from .. import pipeline
 from ..config import Config
 from ..inference import infer
 from ..model import find_backbone, mirror_views
@@ -134,7 +134,7 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
     if plan.mirror:  # axis 1: the image's view, its mirror image's
         label = "extracting activations (mirror images)"
-        mirrored = infer(plan.parts.bottom, data.mirror(x_pool), label=label)
+        mirrored = infer(plan.parts.bottom, pipeline.mirror(x_pool), label=label)
         acts = np.stack([acts, mirrored], axis=1)
         del mirrored
     acts, dtype = _narrow(acts, plan.dtype)
