@@ -6,6 +6,8 @@
 #
 #   scripts/transfer_study.sh seeds scratch resize head depth
 #
+# (seeds = frozen head480 finetune; each can be run alone.)
+#
 # Outputs go under $OUT (default saved_models/transfer); the frozen rows share one feature cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +26,15 @@ step() {
   /usr/bin/time -f "   wall %e s, CPU %U+%S s" "$@"
 }
 
-for name in "$@"; do
-  case $name in
-    seeds)  # item 1: the seed projects' rows, full data
+run_step() {
+  case $1 in
+    seeds) for s in frozen head480 finetune; do run_step "$s"; done ;;  # item 1, full data
+    frozen)
       step frozen-nearest "$FMNIST" train configs/seeds/mobilenet_frozen_nearest.yaml "${W[@]}" "${O[@]}" --repeat 3
       step frozen-bilinear "$FMNIST" train configs/seeds/mobilenet_frozen_bilinear.yaml "${W[@]}" "${O[@]}" --repeat 3
-      step head480 "$FMNIST" train configs/seeds/mobilenet_head480.yaml "${W[@]}" "${O[@]}" --repeat 6
+      ;;
+    head480) step head480 "$FMNIST" train configs/seeds/mobilenet_head480.yaml "${W[@]}" "${O[@]}" --repeat 6 ;;
+    finetune)
       step finetune-block13 "$FMNIST" train configs/seeds/mobilenet_finetune_block13.yaml "${W[@]}" "${O[@]}" --repeat 3
       ;;
     scratch)  # the scratch side, same machine, full data
@@ -47,9 +52,14 @@ for name in "$@"; do
       ;;
     depth)  # stage 2: unfreeze depth x learning rate, 3 epochs
       step depth "$FMNIST" sweep configs/seeds/mobilenet_finetune_block13.yaml "${W[@]}" "${O[@]}" "${SUBSET[@]}" \
-        --grid finetune.unfreeze_from=block_16,block_13,block_10,block_6,Conv1 \
+        --grid finetune.unfreeze_from=block_16,block_13,block_6,Conv1 \
         --grid finetune.learning_rate=0.00001,0.00003,0.0001 --seeds 3
       ;;
-    *) echo "error: unknown step $name (seeds, scratch, resize, head, depth)" >&2; exit 2 ;;
+    *)
+      echo "error: unknown step $1 (seeds = frozen head480 finetune; scratch, resize, head, depth)" >&2
+      exit 2
+      ;;
   esac
-done
+}
+
+for name in "$@"; do run_step "$name"; done
