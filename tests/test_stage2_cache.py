@@ -8,6 +8,8 @@ ResNet50 a random backbone saved as a weights file (no ImageNet ResNet50 weights
 
 from __future__ import annotations
 
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -168,3 +170,33 @@ def test_the_cache_key_follows_cut_weights_size_resize_and_data():
         key(n=49),
     ):
         assert changed != base
+
+
+@pytest.mark.parametrize("limit", ["memory", "disk"])
+def test_stage2_streams_and_says_why_when_its_cache_would_not_fit(
+    tmp_path, isolated, capsys, monkeypatch, limit
+):
+    """400 images at 32 px: a 0.6 MiB cache at block_13, above a tiny memory budget or the
+    free disk (a full disk stood in for by shutil.disk_usage: a real one would need a mount)."""
+    from fmnist_tl.training import stage2
+
+    extra = ["runtime.cache_memory_gb=0.0001"] if limit == "memory" else []
+    if limit == "disk":
+        usage = shutil.disk_usage(tmp_path)
+        monkeypatch.setattr(stage2.shutil, "disk_usage", lambda _: usage._replace(free=100 * 2**10))
+    config = load_config(
+        SMOKE,
+        [*isolated, *MOBILENET, f"model.weights={imagenet_weights()}", "train.epochs=1"]
+        + ["finetune.epochs=1", *extra],
+    )
+    capsys.readouterr()
+    done = train(config)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "stage 2 streams" in line]
+    expected = {
+        "memory": "its activation cache would take 0.6 MiB, above runtime.cache_memory_gb (0.0001)",
+        "disk": f"its activation cache would take 0.6 MiB on disk, more than the 0.1 MiB free in "
+        f"{tmp_path / 'cache'} (output.cache_dir)",
+    }[limit]
+    assert notes == [f"note: stage 2 streams images: {expected}"]
+    assert done.metrics.stages[1].activation_cache is None  # streamed, and finished
+    assert not list((tmp_path / "cache").glob("activations-*"))

@@ -2,14 +2,16 @@
 
 `finetune.activation_cache: auto` trains the top on activations of the frozen bottom (see
 activations.py) when that is the same optimisation: one device, nothing random before the cut
-(no augmentation but a flip, no dropout in the bottom) and a cache that fits
-`runtime.cache_memory_gb`. A flip keeps the cache with mirror views: the activations of each
-image and of its mirror image, one drawn per example each epoch (pipeline.make_dataset).
-Otherwise stage 2 streams images through the whole model, and says why in one line.
+(no augmentation but a flip, no dropout in the bottom) and a cache that fits both
+`runtime.cache_memory_gb` and the free disk under `output.cache_dir`. A flip keeps the cache
+with mirror views: the activations of each image and of its mirror image, one drawn per
+example each epoch (pipeline.make_dataset). Otherwise stage 2 streams images through the whole
+model, and says why in one line.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,13 +113,34 @@ def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any
     # auto computes in float32 first: budget for that
     size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=mirror)
     budget = config.runtime.cache_memory_gb * 2**30
+    cache_dir = Path(config.output.cache_dir)
+    free = free_bytes(cache_dir)
     if size > budget:
         reason = (
-            f"its activation cache would take {size / 2**30:.1f} GiB, above "
+            f"its activation cache would take {_size(size)}, above "
             f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
         )
+    elif size > free:
+        reason = (
+            f"its activation cache would take {_size(size)} on disk, more than the "
+            f"{_size(free)} free in {cache_dir} (output.cache_dir)"
+        )
+    if reason is not None:
         return Plan(cut, None, reason, dtype, mirror)
     return Plan(cut, parts, None, dtype, mirror)
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk that holds `folder` (its nearest existing parent, if it is not
+    made yet)."""
+    for candidate in (folder, *folder.absolute().parents):
+        if candidate.is_dir():
+            return shutil.disk_usage(candidate).free
+    return 0
 
 
 def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
