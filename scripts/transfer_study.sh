@@ -6,7 +6,7 @@
 #
 #   scripts/transfer_study.sh seeds scratch resize head depth
 #
-# (seeds = frozen head480 finetune; each can be run alone.)
+# (seeds = frozen head480 finetune, scratch = cnn cnn_best; each can be run alone.)
 #
 # Outputs go under $OUT (default saved_models/transfer); the frozen rows share one feature cache.
 set -euo pipefail
@@ -37,10 +37,9 @@ run_step() {
     finetune)
       step finetune-block13 "$FMNIST" train configs/seeds/mobilenet_finetune_block13.yaml "${W[@]}" "${O[@]}" --repeat 3
       ;;
-    scratch)  # the scratch side, same machine, full data
-      step cnn "$FMNIST" train configs/cnn.yaml "${O[@]}" --repeat 3
-      step cnn-best "$FMNIST" train configs/cnn_best.yaml "${O[@]}" --repeat 3
-      ;;
+    scratch) for s in cnn cnn_best; do run_step "$s"; done ;;  # the scratch side, full data
+    cnn) step cnn "$FMNIST" train configs/cnn.yaml "${O[@]}" --repeat 3 ;;
+    cnn_best) step cnn-best "$FMNIST" train configs/cnn_best.yaml "${O[@]}" --repeat 3 ;;
     resize)  # frozen backbone: resize method x input size
       step resize "$FMNIST" sweep configs/seeds/mobilenet_frozen_bilinear.yaml "${W[@]}" "${O[@]}" "${SUBSET[@]}" \
         --grid model.resize_method=nearest,bilinear,bicubic,area \
@@ -56,7 +55,8 @@ run_step() {
         --grid finetune.learning_rate=0.00001,0.00003,0.0001 --seeds 3
       ;;
     *)
-      echo "error: unknown step $1 (seeds = frozen head480 finetune; scratch, resize, head, depth)" >&2
+      echo "error: unknown step $1 (seeds = frozen head480 finetune; scratch = cnn cnn_best;" \
+        "resize, head, depth)" >&2
       exit 2
       ;;
   esac

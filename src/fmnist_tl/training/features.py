@@ -122,7 +122,7 @@ class FeatureStore:
         return feats, info
 
 
-def test_features(
+def features_of_test_images(
     config: Config, extractor: keras.Model, weights_used: str, x_test: np.ndarray
 ) -> tuple[list[np.ndarray], float]:
     """Pooled features of the test images, and with augment.test_flip of their mirror images,

@@ -37,7 +37,7 @@ from ..model import (
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
 from ..reporting.plots import plot_history, run_title
 from . import hparams
-from .features import FeatureStore, test_features
+from .features import FeatureStore, features_of_test_images
 from .fit import monitor_for
 from .optim import compile_model, steps_per_epoch
 from .publish import DEFAULT_FINETUNE_SOURCE, pinned, publish, test_setup
@@ -176,7 +176,7 @@ def _train_stages(s: Session, built: Built) -> None:
         s.end_stage(summary, built.model)
         if inputs.on_features and plan is None:  # tested on features, from the same cache
             assert built.feature_extractor is not None
-            s.test_features, s.test_features_s = test_features(
+            s.test_features, s.test_features_s = features_of_test_images(
                 config, built.feature_extractor, built.weights_used, s.splits.x_test
             )
     # Stage 2: unfreeze from a named layer, recompile at the fine-tuning learning rate.
