@@ -276,26 +276,44 @@ def plot_comparison(rows: list[RunRow], path: PathLike) -> None:
 
 def plot_comparison_cost(rows: list[RunRow], path: PathLike) -> None:
     """Test accuracy against wall time per run, every row one point (a repeat group: its mean,
-    error bars ± sample std), coloured by backbone, on a log time axis: backbones, resizes and
-    scratch CNNs on one picture of what each point of accuracy costs."""
+    error bars ± sample std), coloured by backbone, shaped by the stages trained, on a log
+    time axis: backbones, resizes and scratch CNNs on one picture of what accuracy costs.
+
+    Points are labelled with their run when there are few enough to read (a sweep's dozens
+    of runs are not); repeat groups always are.
+    """
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
+    shapes = {key: "os^Dv"[i % 5] for i, key in enumerate(sorted({_stages(r) for r in rows}))}
     for r in rows:
-        ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0], fmt="o",
-                    capsize=3, color=colour[r.backbone], markersize=5)  # fmt: skip
-        label = r.run + (f" (n={r.n})" if r.n > 1 else "")
-        ax.annotate(label, (r.wall_time_s, r.accuracy), textcoords="offset points",
-                    xytext=(5, 3), fontsize=7)  # fmt: skip
+        ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
+                    fmt=shapes[_stages(r)], capsize=3, color=colour[r.backbone],
+                    markersize=5, alpha=0.85)  # fmt: skip
+        if len(rows) <= 20 or r.n > 1:
+            label = r.run + (f" (n={r.n})" if r.n > 1 else "")
+            ax.annotate(label, (r.wall_time_s, r.accuracy), textcoords="offset points",
+                        xytext=(5, 3), fontsize=7)  # fmt: skip
     for b in backbones:
         ax.plot([], [], "o", color=colour[b], label=b)
+    for key, shape in shapes.items():
+        ax.plot([], [], shape, color="grey", label=key)
     if rows:
         ax.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 60, not 6x10^1
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("wall time per run (s, log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_title("test accuracy against wall time, every run (± sample std over seeds)")
+    ax.set_title(f"test accuracy against wall time, {len(rows)} runs and groups (± std over seeds)")
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+
+
+def _stages(row: RunRow) -> str:
+    """What a run trained, for the cost plot's markers: the head, or the head and stage 2."""
+    return row.stages.split(",")[0]
