@@ -41,7 +41,14 @@ def run_folders(study: Path) -> list[Path]:
 
 
 def md_rows(path: Path) -> list[dict[str, str]]:
-    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    """The rows of the first Markdown table in `path`, by column name."""
+    text = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(text) if line.startswith("|"))
+    lines = []
+    for line in text[start:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [
         dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
@@ -114,6 +121,18 @@ def test_study_table_is_computed_from_the_runs_own_metrics(swept):
     assert rows[0]["test accuracy"] == expected
     assert rows[0]["n"] == "2"
     assert expected in first.output  # the terminal prints the same table
+    # Two swept keys: study.md also lays the cells out as a grid, units down, rate across.
+    text = (study / "study.md").read_text()
+    grid = text[text.index("Test accuracy (± sample std, wall time per run) by") :]
+    grid_rows = [line for line in grid.splitlines() if line.startswith("| 16 |")]
+    assert grid.splitlines()[2] == "| model.head.units \\ train.learning_rate | 0.003 | 0.01 |"
+    cell = next(
+        c
+        for c in spec["cells"]
+        if c["values"] == {"model.head.units": 16, "train.learning_rate": 0.003}
+    )
+    acc = f"{cell['test_accuracy']['mean']:.4f} ± {cell['test_accuracy']['std']:.4f}"
+    assert len(grid_rows) == 1 and grid_rows[0].startswith(f"| 16 | {acc}, ")
     assert_png(study / "study_accuracy.png")
     assert_png(study / "study_cost.png")
 

@@ -90,4 +90,29 @@ def study_markdown(result: StudyResult) -> str:
     header = _study_header(keys)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [_md_row(_study_cells(row, keys)) for row in result.rows]
+    if len(keys) == 2:
+        lines += ["", *_grid_markdown(result)]
     return "\n".join(lines) + "\n"
+
+
+def _grid_markdown(result: StudyResult) -> list[str]:
+    """A two-key study as a grid: the first key's values down, the second's across; each
+    cell its test accuracy (mean ± sample std) and wall time per run."""
+    (down, across), grid = result.plan.keys, result.plan.grid
+    by_values = {(format_value(r.values[down]), format_value(r.values[across])): r
+                 for r in result.rows}  # fmt: skip
+
+    def entry(a: Any, b: Any) -> str:
+        row = by_values.get((format_value(a), format_value(b)))
+        if row is None or row.test_accuracy is None:
+            return ""
+        mean, std = row.test_accuracy
+        wall = "" if row.wall_time_s is None else f", {row.wall_time_s:.0f} s"
+        return f"{plus_minus(mean, std if row.n > 1 else None)}{wall}"
+
+    header = [f"{down} \\ {across}", *(format_value(b) for b in grid[across])]
+    lines = [f"Test accuracy (± sample std, wall time per run) by `{down}` and `{across}`:", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in grid[down]:
+        lines.append(_md_row([format_value(a), *(entry(a, b) for b in grid[across])]))
+    return lines
