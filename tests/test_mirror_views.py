@@ -91,6 +91,25 @@ def test_the_caches_hold_each_image_and_its_mirror_image(tmp_path, synthetic_dir
     assert fit_data.views and fit_data.x_train.shape[1] == 2
     assert fit_data.x_val.shape[1:] == acts.shape[2:]  # validation sees the images unflipped
 
+    # Read back, the cache is memory-mapped, and stage 2 reads its rows batch by batch: the
+    # same batches, in the same seeded order, as from the array in memory.
+    mapped, again = pool_activations(plan, splits.x_pool, tmp_path / "cache")
+    assert again["cache"] == "hit" and isinstance(mapped, np.memmap)
+    lazy = stage2_inputs(config, built.model, splits, plan).data
+    assert isinstance(lazy.x_train, pipeline.Rows) and isinstance(lazy.x_val, pipeline.Rows)
+    assert lazy.x_train.shape == fit_data.x_train.shape
+    for part, views in (("train", True), ("val", False)):
+        a, b = (getattr(d, f"x_{part}") for d in (fit_data, lazy))
+        y = getattr(fit_data, f"y_{part}")
+        batches = []
+        for source in (a, b):
+            keras.utils.set_random_seed(0)
+            ds = pipeline.make_dataset(source, y, batch_size=64, shuffle=True, seed=0, views=views)
+            batches.append([(np.asarray(u), np.asarray(v)) for u, v in ds])
+        for (ua, va), (ub, vb) in zip(*batches, strict=True):
+            np.testing.assert_array_equal(ua, ub)
+            np.testing.assert_array_equal(va, vb)
+
     stage1 = stage1_inputs(config, splits, FeatureStore(), built)
     assert stage1.on_features and stage1.data.views
     feats = np.asarray(built.feature_extractor(pipeline.mirror(x), training=False))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import data
+from .. import data, pipeline
 from ..classes import CLASS_NAMES
 from ..config import Config
 from ..errors import ConfigError, DataError
@@ -16,9 +16,9 @@ from ..errors import ConfigError, DataError
 class StageData:
     """What one stage fits on: images (or cached features of them) and labels."""
 
-    x_train: np.ndarray
+    x_train: np.ndarray | pipeline.Rows  # Rows: of a memory-mapped cache
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | pipeline.Rows
     y_val: np.ndarray
     # x_train's axis 1 holds each example's views (image, mirror image), one drawn per epoch
     # (pipeline.make_dataset); x_val holds the first view only, as the model sees it unaugmented.
@@ -42,7 +42,16 @@ class Splits:
 
     def of_pool(self, pooled: np.ndarray, config: Config, *, views: bool = False) -> StageData:
         """`pooled` (one row per pool image, e.g. its features) split like the images;
-        `views`: its axis 1 holds each image's views (see StageData.views)."""
+        `views`: its axis 1 holds each image's views (see StageData.views). A memory-mapped
+        `pooled` stays on disk: each part is its row numbers, read batch by batch."""
+        if isinstance(pooled, np.memmap):
+            rows = np.arange(len(pooled))
+            (i_train, _), (i_val, _) = data.split_train_val(
+                rows, self.y_pool, config.data.val_split, config.seed
+            )
+            lazy_train = pipeline.Rows(pooled, i_train)
+            lazy_val = pipeline.Rows(pooled, i_val, 0 if views else None)
+            return StageData(lazy_train, self.y_train, lazy_val, self.y_val, views)
         (x_train, _), (x_val, _) = data.split_train_val(
             pooled, self.y_pool, config.data.val_split, config.seed
         )

@@ -151,7 +151,8 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     for dtype in ("float16", "float32") if plan.dtype == "auto" else (plan.dtype,):
         key = key_for(parts, dtype)
         path = Path(cache_dir) / f"activations-{key}.npy"
-        if (acts := load_array(path, len(x_pool))) is not None:
+        # Mapped, not read: stage 2 reads each batch's rows (pipeline.Rows).
+        if (acts := load_array(path, len(x_pool), mmap=True)) is not None:
             info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
             return acts, {**info, "bytes": int(acts.nbytes), "key": key}
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
