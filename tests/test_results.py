@@ -194,3 +194,35 @@ def test_bad_repeat_options_exit_2_before_training(args, needle, tmp_path, monke
 def test_resolve_seeds() -> None:
     assert resolve_seeds(5, repeat=3, seeds=None) == [5, 6, 7]
     assert resolve_seeds(5, repeat=None, seeds=" 2, 0 ,9") == [2, 0, 9]
+
+
+def test_cost_plot_places_every_run_and_draws_subset_runs_hollow(tmp_path, monkeypatch):
+    from fmnist_tl.reporting import plots
+    from fmnist_tl.reporting.runs import RunRow
+
+    def row(run: str, backbone: str, stages: str, acc: float, std, n: int, wall: float):
+        return RunRow(run, backbone, 96, "bilinear", "none", stages, 10, acc, std, 0.3, None,
+                      n, wall, str(tmp_path / run))  # fmt: skip
+
+    rows = [
+        row("full-group", "mobilenet_v2", "head+finetune", 0.91, 0.002, 3, 300.0),
+        row("subset-run", "mobilenet_v2", "head", 0.86, None, 1, 12.0),
+        row("scratch", "cnn", "head, test flip", 0.92, None, 1, 170.0),
+    ]
+    data = ["54000/6000/10000", "18000/2000/10000", "54000/6000/10000"]
+    shown = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: shown.update(fig=fig))
+    plots.plot_comparison_cost(rows, tmp_path / "cost.png", data)
+    ax = shown["fig"].axes[0]
+    points = [  # the data points, not the error bars' caps
+        line for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() in "os^Dv"
+    ]
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in points] == [
+        (300.0, 0.91), (12.0, 0.86), (170.0, 0.92)
+    ]  # fmt: skip
+    hollow = [line.get_markerfacecolor() == "none" for line in points]
+    assert hollow == [False, True, False]  # the 18,000-image subset's run only
+    assert [line.get_marker() for line in points] == ["s", "o", "o"]  # stage 2 or not
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "data 18000/2000/10000" in labels and "cnn" in labels

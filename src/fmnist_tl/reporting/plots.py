@@ -274,22 +274,30 @@ def plot_comparison(rows: list[RunRow], path: PathLike) -> None:
     _save(fig, path)
 
 
-def plot_comparison_cost(rows: list[RunRow], path: PathLike) -> None:
+def plot_comparison_cost(
+    rows: list[RunRow], path: PathLike, data: Sequence[str] | None = None
+) -> None:
     """Test accuracy against wall time per run, every row one point (a repeat group: its mean,
     error bars ± sample std), coloured by backbone, shaped by the stages trained, on a log
     time axis: backbones, resizes and scratch CNNs on one picture of what accuracy costs.
 
     Points are labelled with their run when there are few enough to read (a sweep's dozens
-    of runs are not); repeat groups always are.
+    of runs are not); repeat groups always are. `data`: each row's "train/val/test" counts;
+    rows on other data than the most common are drawn hollow, so a subset's runs are never
+    read as full-data ones.
     """
+    data = list(data) if data is not None else [""] * len(rows)
+    # Filled: the rows on the most training images; hollow: any smaller subset.
+    common = max(data, key=lambda d: int(d.split("/")[0]) if d[:1].isdigit() else -1, default="")
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
     shapes = {key: "os^Dv"[i % 5] for i, key in enumerate(sorted({_stages(r) for r in rows}))}
-    for r in rows:
+    for r, d in zip(rows, data, strict=True):
+        face = colour[r.backbone] if d == common else "none"
         ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
                     fmt=shapes[_stages(r)], capsize=3, color=colour[r.backbone],
-                    markersize=5, alpha=0.85)  # fmt: skip
+                    markerfacecolor=face, markersize=5, alpha=0.85)  # fmt: skip
         if len(rows) <= 20 or r.n > 1:
             label = r.run + (f" (n={r.n})" if r.n > 1 else "")
             ax.annotate(label, (r.wall_time_s, r.accuracy), textcoords="offset points",
@@ -298,6 +306,9 @@ def plot_comparison_cost(rows: list[RunRow], path: PathLike) -> None:
         ax.plot([], [], "o", color=colour[b], label=b)
     for key, shape in shapes.items():
         ax.plot([], [], shape, color="grey", label=key)
+    for d in sorted(set(data) - {""}):
+        face = "grey" if d == common else "none"
+        ax.plot([], [], "o", color="grey", markerfacecolor=face, label=f"data {d}")
     if rows:
         ax.set_xscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 60, not 6x10^1

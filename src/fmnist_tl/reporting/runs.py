@@ -132,7 +132,7 @@ def compare_runs(
     atomic.write_text(md_path, c.markdown)
     plot_comparison(rows, png_path)
     c.cost_plot_path = out / "comparison_cost.png"
-    plot_comparison_cost(rows, c.cost_plot_path)
+    plot_comparison_cost(rows, c.cost_plot_path, c.data)
     return c
 
 
