@@ -70,10 +70,10 @@ class Plan:
         if self.mirror:
             assert self.parts is not None
             dtype = "float16" if self.dtype == "auto" else self.dtype
-            size = cut_bytes(self.parts, n_images, dtype, mirror=True) / 2**20
+            size = _size(cut_bytes(self.parts, n_images, dtype, mirror=True))
             notes.append(
                 "augment.flip: stage 2 caches the activations of each image and of its mirror "
-                f"image and draws one per epoch ({size:.0f} MiB as {dtype}, twice one view)"
+                f"image and draws one per epoch ({size} as {dtype}, twice one view)"
             )
         return "; ".join(notes) or None
 
