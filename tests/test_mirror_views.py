@@ -127,6 +127,20 @@ def test_shifts_and_erasing_still_stream_and_say_why(tmp_path, synthetic_dir):
         assert note is not None and "random shifts or erasing" in note
 
 
+def test_a_flip_with_dropout_before_the_cut_still_streams(tmp_path, synthetic_dir):
+    """Mirror views stand in for the flip only: a dropout in the frozen bottom still makes
+    every epoch's activations differ."""
+    overrides = [f"data.dir={synthetic_dir}", "model.cnn.dropout=0.2", "augment.flip=true"]
+    overrides += ["model.weights=none", "finetune.epochs=1", "finetune.unfreeze_from=block2_conv1"]
+    config = load_config(SMOKE, overrides)
+    plan = plan_stage2(config, build_model(config).model, 400, None)
+    assert not plan.cached
+    assert plan.note(400) == (
+        "stage 2 streams images: the random layer block1_dropout runs before block2_conv1, "
+        "so its activations differ every epoch"
+    )
+
+
 @pytest.fixture(scope="module")
 def symmetric(tmp_path_factory):
     """A learnable set whose images are left-right symmetric: both views are the same."""

@@ -181,6 +181,7 @@ def test_stage2_streams_and_says_why_when_its_cache_would_not_fit(
     from fmnist_tl.training import stage2
 
     extra = ["runtime.cache_memory_gb=0.0001"] if limit == "memory" else []
+    real_disk_usage = shutil.disk_usage  # stage2.shutil is this module: patched below
     if limit == "disk":
         usage = shutil.disk_usage(tmp_path)
         monkeypatch.setattr(stage2.shutil, "disk_usage", lambda _: usage._replace(free=100 * 2**10))
@@ -200,3 +201,10 @@ def test_stage2_streams_and_says_why_when_its_cache_would_not_fit(
     assert notes == [f"note: stage 2 streams images: {expected}"]
     assert done.metrics.stages[1].activation_cache is None  # streamed, and finished
     assert not list((tmp_path / "cache").glob("activations-*"))
+    if limit == "disk":  # a cache already on disk needs no room: a repeat still uses it
+        monkeypatch.setattr(stage2.shutil, "disk_usage", real_disk_usage)
+        assert train(config).metrics.stages[1].activation_cache == "miss"  # room: written
+        small = real_disk_usage(tmp_path)._replace(free=100 * 2**10)
+        monkeypatch.setattr(stage2.shutil, "disk_usage", lambda _: small)
+        again = train(config)
+        assert again.metrics.stages[1].activation_cache == "hit"

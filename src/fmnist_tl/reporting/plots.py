@@ -292,7 +292,10 @@ def plot_comparison_cost(
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
-    shapes = {key: "os^Dv"[i % 5] for i, key in enumerate(sorted({_stages(r) for r in rows}))}
+    shapes = {"head": "o", "head+finetune": "s"}  # others (a finetune run alone) after them
+    for key in sorted({_stages(r) for r in rows} - set(shapes)):
+        shapes[key] = "^Dv"[(len(shapes) - 2) % 3]
+    shapes = {k: v for k, v in shapes.items() if any(_stages(r) == k for r in rows)}
     for r, d in zip(rows, data, strict=True):
         face = colour[r.backbone] if d == common else "none"
         ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],

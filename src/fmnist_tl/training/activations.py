@@ -112,9 +112,12 @@ def split_model(model: keras.Model, cut: Cut) -> Parts:
     return Parts(bottom, top, keras.Model(cached, pooled, name="top_features"))
 
 
-def random_before_cut(model: keras.Model, cut: Cut) -> str | None:
-    """The first random layer (augmentation, dropout) that runs before the cut, if any."""
-    if any(layer.name == "augment" for layer in model.layers):
+def random_before_cut(model: keras.Model, cut: Cut, *, mirror_views: bool = False) -> str | None:
+    """The first random layer (augmentation, dropout) that runs before the cut, if any.
+
+    `mirror_views`: the augmentation is a flip alone, which the cache's mirror views stand in
+    for; only the backbone's own random layers then count."""
+    if not mirror_views and any(layer.name == "augment" for layer in model.layers):
         return "augment"
     backbone = find_backbone(model)
     for layer in backbone.layers:

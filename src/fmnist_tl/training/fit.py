@@ -82,7 +82,13 @@ def monitor_for(config: Config, has_val: bool) -> str:
 
 
 def dataset(
-    config: Config, x: np.ndarray, y: np.ndarray, *, shuffle: bool, batch: int, views: bool = False
+    config: Config,
+    x: np.ndarray | pipeline.Rows,
+    y: np.ndarray,
+    *,
+    shuffle: bool,
+    batch: int,
+    views: bool = False,
 ) -> Any:
     ds = pipeline.make_dataset(
         x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views

@@ -88,8 +88,17 @@ class Stage2:
     cache_bytes: int = 0
 
 
-def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any) -> Plan:
-    """Decide, before any work, whether stage 2 trains on cached activations."""
+def plan_stage2(
+    config: Config,
+    model: keras.Model,
+    n_images: int,
+    strategy: Any,
+    x_pool: np.ndarray | None = None,
+) -> Plan:
+    """Decide, before any work, whether stage 2 trains on cached activations.
+
+    `x_pool`: the pool's images; when the free disk looks too small, a cache of them already
+    on disk (a repeat, a resume) still counts as fitting."""
     f = config.finetune
     cut = find_cut(find_backbone(model), str(f.unfreeze_from))
     dtype = f.activation_dtype
@@ -98,9 +107,7 @@ def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any
         reason = "finetune.activation_cache is off"
     elif strategy is not None:
         reason = "runtime.distribute replicates the whole model"
-    elif (random := random_before_cut(model, cut)) is not None and not (
-        random == "augment" and mirror_views(config)  # a flip alone: mirror views
-    ):
+    elif (random := random_before_cut(model, cut, mirror_views=mirror_views(config))) is not None:
         what = (
             "augmentation (random shifts or erasing)"
             if random == "augment"
@@ -120,7 +127,7 @@ def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any
             f"its activation cache would take {_size(size)}, above "
             f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
         )
-    elif size > free:
+    elif size > free and not (x_pool is not None and _on_disk(parts, x_pool, cut, mirror, config)):
         reason = (
             f"its activation cache would take {_size(size)} on disk, more than the "
             f"{_size(free)} free in {cache_dir} (output.cache_dir)"
@@ -128,6 +135,17 @@ def plan_stage2(config: Config, model: keras.Model, n_images: int, strategy: Any
     if reason is not None:
         return Plan(cut, None, reason, dtype, mirror)
     return Plan(cut, parts, None, dtype, mirror)
+
+
+def _on_disk(parts: Parts, x_pool: np.ndarray, cut: Cut, mirror: bool, config: Config) -> bool:
+    """Whether a verified cache of these activations is already on disk (any stored dtype)."""
+    key = key_parts(parts.bottom, x_pool, cut, mirror=mirror)
+    folder = Path(config.output.cache_dir)
+    return any(
+        load_array(folder / f"activations-{key_for(key, dtype)}.npy", len(x_pool), mmap=True)
+        is not None
+        for dtype in ("float16", "float32")
+    )
 
 
 def _size(n_bytes: float) -> str:
@@ -217,7 +235,8 @@ def pooled_via_activations(
         if not plan.mirror:
             return infer(parts.features, acts, label="extracting features")
         # The features of both views, on axis 1, as stage1.py keeps them for a flip.
-        views = [infer(parts.features, acts[:, v], label="extracting features") for v in (0, 1)]
+        labels = ("extracting features", "extracting features (mirror images)")
+        views = [infer(parts.features, acts[:, v], label=labels[v]) for v in (0, 1)]
         return np.stack(views, axis=1)
 
     return compute
