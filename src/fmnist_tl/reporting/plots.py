@@ -283,12 +283,11 @@ def plot_comparison_cost(
 
     Points are labelled with their run when there are few enough to read (a sweep's dozens
     of runs are not); repeat groups always are. `data`: each row's "train/val/test" counts;
-    rows on other data than the most common are drawn hollow, so a subset's runs are never
-    read as full-data ones.
+    rows on fewer training images than the largest are drawn hollow, so a subset's runs are
+    never read as full-data ones.
     """
     data = list(data) if data is not None else [""] * len(rows)
-    # Filled: the rows on the most training images; hollow: any smaller subset.
-    common = max(data, key=lambda d: int(d.split("/")[0]) if d[:1].isdigit() else -1, default="")
+    most = max((_train_count(d) for d in data), default=-1)
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
@@ -297,7 +296,7 @@ def plot_comparison_cost(
         shapes[key] = "^Dv"[(len(shapes) - 2) % 3]
     shapes = {k: v for k, v in shapes.items() if any(_stages(r) == k for r in rows)}
     for r, d in zip(rows, data, strict=True):
-        face = colour[r.backbone] if d == common else "none"
+        face = colour[r.backbone] if _train_count(d) == most else "none"
         ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
                     fmt=shapes[_stages(r)], capsize=3, color=colour[r.backbone],
                     markerfacecolor=face, markersize=5, alpha=0.85)  # fmt: skip
@@ -310,7 +309,7 @@ def plot_comparison_cost(
     for key, shape in shapes.items():
         ax.plot([], [], shape, color="grey", label=key)
     for d in sorted(set(data) - {""}):
-        face = "grey" if d == common else "none"
+        face = "grey" if _train_count(d) == most else "none"
         ax.plot([], [], "o", color="grey", markerfacecolor=face, label=f"data {d}")
     if rows:
         ax.set_xscale("log")
@@ -326,6 +325,12 @@ def plot_comparison_cost(
     ax.set_title(f"test accuracy against wall time, {len(rows)} runs and groups (± std over seeds)")
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+
+
+def _train_count(data: str) -> int:
+    """The training images of a "train/val/test" count (-1 when unknown)."""
+    head = data.split("/")[0]
+    return int(head) if head.isdigit() else -1
 
 
 def _stages(row: RunRow) -> str:
