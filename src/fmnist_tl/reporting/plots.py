@@ -283,11 +283,11 @@ def plot_comparison_cost(
 
     Points are labelled with their run when there are few enough to read (a sweep's dozens
     of runs are not); repeat groups always are. `data`: each row's "train/val/test" counts;
-    rows on fewer training images than the largest are drawn hollow, so a subset's runs are
-    never read as full-data ones.
+    rows on a smaller training pool (train + validation) than the largest are drawn hollow, so
+    a subset's runs are never read as full-data ones.
     """
     data = list(data) if data is not None else [""] * len(rows)
-    most = max((_train_count(d) for d in data), default=-1)
+    most = max((_pool_count(d) for d in data), default=-1)
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
@@ -296,7 +296,7 @@ def plot_comparison_cost(
         shapes[key] = "^Dv"[(len(shapes) - 2) % 3]
     shapes = {k: v for k, v in shapes.items() if any(_stages(r) == k for r in rows)}
     for r, d in zip(rows, data, strict=True):
-        face = colour[r.backbone] if _train_count(d) == most else "none"
+        face = colour[r.backbone] if _pool_count(d) == most else "none"
         ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
                     fmt=shapes[_stages(r)], capsize=3, color=colour[r.backbone],
                     markerfacecolor=face, markersize=5, alpha=0.85)  # fmt: skip
@@ -309,7 +309,7 @@ def plot_comparison_cost(
     for key, shape in shapes.items():
         ax.plot([], [], shape, color="grey", label=key)
     for d in sorted(set(data) - {""}):
-        face = "grey" if _train_count(d) == most else "none"
+        face = "grey" if _pool_count(d) == most else "none"
         ax.plot([], [], "o", color="grey", markerfacecolor=face, label=f"data {d}")
     if rows:
         ax.set_xscale("log")
@@ -327,10 +327,11 @@ def plot_comparison_cost(
     _save(fig, path)
 
 
-def _train_count(data: str) -> int:
-    """The training images of a "train/val/test" count (-1 when unknown)."""
-    head = data.split("/")[0]
-    return int(head) if head.isdigit() else -1
+def _pool_count(data: str) -> int:
+    """The training pool (train + validation images) of a "train/val/test" count, -1 when
+    unknown: runs that split the same pool differently are on the same data."""
+    parts = data.split("/")
+    return int(parts[0]) + int(parts[1]) if len(parts) == 3 and all(parts[:2]) else -1
 
 
 def _stages(row: RunRow) -> str:
