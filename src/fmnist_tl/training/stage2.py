@@ -138,14 +138,26 @@ def plan_stage2(
 
 
 def _on_disk(parts: Parts, x_pool: np.ndarray, cut: Cut, mirror: bool, config: Config) -> bool:
-    """Whether a verified cache of these activations is already on disk (any stored dtype)."""
+    """Whether a verified cache of these activations is already on disk."""
     key = key_parts(parts.bottom, x_pool, cut, mirror=mirror)
-    folder = Path(config.output.cache_dir)
-    return any(
-        load_array(folder / f"activations-{key_for(key, dtype)}.npy", len(x_pool), mmap=True)
-        is not None
-        for dtype in ("float16", "float32")
-    )
+    dtype = config.finetune.activation_dtype
+    return _stored(key, len(x_pool), Path(config.output.cache_dir), dtype) is not None
+
+
+def _stored(
+    key: dict[str, Any], n_images: int, cache_dir: Path, dtype: str
+) -> tuple[np.ndarray, Path] | None:
+    """The verified cache of `key_parts` `key` in any dtype `dtype` allows, memory-mapped
+    (stage 2 reads each batch's rows: pipeline.Rows), and its path; None when there is none."""
+    for stored in ("float16", "float32") if dtype == "auto" else (dtype,):
+        path = _cache_path(cache_dir, key, stored)
+        if (acts := load_array(path, n_images, mmap=True)) is not None:
+            return acts, path
+    return None
+
+
+def _cache_path(cache_dir: Path, key: dict[str, Any], dtype: str) -> Path:
+    return Path(cache_dir) / f"activations-{key_for(key, dtype)}.npy"
 
 
 def _size(n_bytes: float) -> str:
@@ -166,13 +178,14 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     assert plan.parts is not None
     t0 = time.perf_counter()
     parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=plan.mirror)  # hashed once
-    for dtype in ("float16", "float32") if plan.dtype == "auto" else (plan.dtype,):
-        key = key_for(parts, dtype)
-        path = Path(cache_dir) / f"activations-{key}.npy"
-        # Mapped, not read: stage 2 reads each batch's rows (pipeline.Rows).
-        if (acts := load_array(path, len(x_pool), mmap=True)) is not None:
-            info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
-            return acts, {**info, "bytes": int(acts.nbytes), "key": key}
+    if (found := _stored(parts, len(x_pool), cache_dir, plan.dtype)) is not None:
+        acts, path = found
+        info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
+        return acts, {
+            **info,
+            "bytes": int(acts.nbytes),
+            "key": path.stem.removeprefix("activations-"),
+        }
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
     if plan.mirror:  # axis 1: the image's view, its mirror image's
         label = "extracting activations (mirror images)"
@@ -180,11 +193,10 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
         acts = np.stack([acts, mirrored], axis=1)
         del mirrored
     acts, dtype = _narrow(acts, plan.dtype)
-    key = key_for(parts, dtype)
-    path = Path(cache_dir) / f"activations-{key}.npy"
+    path = _cache_path(cache_dir, parts, dtype)
     save_array(path, acts)
     info = {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
-    return acts, {**info, "bytes": int(acts.nbytes), "key": key}
+    return acts, {**info, "bytes": int(acts.nbytes), "key": path.stem.removeprefix("activations-")}
 
 
 def _narrow(acts: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
