@@ -25,9 +25,13 @@ PRETRAINED = --set model.weights=$(abspath $(WEIGHTS)) --set model.input_size=96
 quickstart: install data
 	$(BIN)/fmnist train configs/quickstart.yaml $(if $(WEIGHTS),$(PRETRAINED))
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), a whole file to a process so its
+# module fixtures are built once; TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: install data
 	$(BIN)/ruff check src tests scripts
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check src tests scripts

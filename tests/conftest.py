@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +68,25 @@ def isolated(tmp_path, synthetic_dir) -> list[str]:
         f"output.cache_dir={tmp_path / 'cache'}",
         "runtime.verbose=silent",
     ]
+
+
+def run_counting_cpu(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float]:
+    """Run cmd; return it with the CPU seconds it used. CPU time, not wall time, bounds how much
+    work a command did: another test file on the other core does not inflate it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, cpu
+
+
+@pytest.fixture
+def no_tf(tmp_path) -> dict[str, str]:
+    """An environment whose `tensorflow` raises on import: a check after it would show."""
+    fake = tmp_path / "no_tf"
+    (fake / "tensorflow").mkdir(parents=True)
+    (fake / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow loaded')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
 
 
 def assert_png(path: Path) -> None:

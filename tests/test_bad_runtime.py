@@ -15,14 +15,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import SMOKE, learnable, write_idx
+from conftest import SMOKE, learnable, run_counting_cpu, write_idx
 from typer.testing import CliRunner
 
 from fmnist_tl import atomic, data
@@ -240,23 +239,17 @@ def test_degenerate_data(world, case, code, needles):
 # -- class 8: a missing model is found before TensorFlow loads ------------------------------
 
 
-def test_missing_model_fails_before_tensorflow_loads(tmp_path):
+def test_missing_model_fails_before_tensorflow_loads(tmp_path, no_tf):
     """A `tensorflow` that cannot be imported: the commands must answer without it."""
-    fake = tmp_path / "no_tf"
-    (fake / "tensorflow").mkdir(parents=True)
-    (fake / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow loaded')\n")
     image = tmp_path / "x.png"
     save_png(np.zeros((28, 28), "uint8"), image)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
     missing = str(tmp_path / "nope.keras")
     for args in (["evaluate", missing], ["finetune", missing], ["predict", missing, str(image)]):
-        t0 = time.perf_counter()
-        done = subprocess.run([*FMNIST, *args], capture_output=True, text=True, env=env, timeout=60)
-        seconds = time.perf_counter() - t0
+        done, cpu_s = run_counting_cpu([*FMNIST, *args], env=no_tf, timeout=60)
         assert done.returncode == 3, done.stderr
         assert "nope.keras: model file not found" in done.stderr
         assert "TensorFlow loaded" not in done.stderr and "Traceback" not in done.stderr
-        assert seconds < 3.0, (args[0], seconds)
+        assert cpu_s < 3.0, (args[0], cpu_s)
 
 
 # -- corrupt caches: detected, never loaded, rebuilt, reported in one line ------------------

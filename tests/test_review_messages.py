@@ -7,16 +7,14 @@ no traceback. The cases that must fail before TensorFlow loads run in a subproce
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE
+from conftest import SMOKE, run_counting_cpu
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
@@ -41,24 +39,11 @@ def cli(args: list[str], code: int, *needles: str) -> str:
     return one_line(result.output, *needles)
 
 
-@pytest.fixture
-def no_tf(tmp_path) -> dict[str, str]:
-    """An environment whose `tensorflow` raises on import: a check after it would show."""
-    fake = tmp_path / "no_tf"
-    (fake / "tensorflow").mkdir(parents=True)
-    (fake / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow loaded')\n")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
-
-
 def before_tf(env: dict[str, str], args: list[str], code: int, *needles: str, cwd=None) -> str:
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [*FMNIST, *args], capture_output=True, text=True, env=env, timeout=60, cwd=cwd
-    )
-    seconds = time.perf_counter() - t0
+    done, cpu_s = run_counting_cpu([*FMNIST, *args], env=env, timeout=60, cwd=cwd)
     assert done.returncode == code, done.stderr
     assert "TensorFlow loaded" not in done.stderr
-    assert seconds < 3.0, (args, seconds)
+    assert cpu_s < 3.0, (args, cpu_s)
     return one_line(done.stderr, *needles)
 
 
