@@ -122,7 +122,12 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(again).to_dict() == config.to_dict()
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+CONFIGS = REPO / "configs"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS))
+)
 def test_every_shipped_config_is_valid(path):
     config = load_config(path)
     assert config.output.name == path.stem
