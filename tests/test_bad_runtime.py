@@ -245,11 +245,11 @@ def test_missing_model_fails_before_tensorflow_loads(tmp_path, no_tf):
     save_png(np.zeros((28, 28), "uint8"), image)
     missing = str(tmp_path / "nope.keras")
     for args in (["evaluate", missing], ["finetune", missing], ["predict", missing, str(image)]):
-        done, cpu_s = run_counting_cpu([*FMNIST, *args], env=no_tf, timeout=60)
+        done, cpu_s, wall_s = run_counting_cpu([*FMNIST, *args], env=no_tf, timeout=60)
         assert done.returncode == 3, done.stderr
         assert "nope.keras: model file not found" in done.stderr
         assert "TensorFlow loaded" not in done.stderr and "Traceback" not in done.stderr
-        assert cpu_s < 3.0, (args[0], cpu_s)
+        assert cpu_s < 3.0 and wall_s < 20.0, (args[0], cpu_s, wall_s)
 
 
 # -- corrupt caches: detected, never loaded, rebuilt, reported in one line ------------------
