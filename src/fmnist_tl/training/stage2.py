@@ -180,12 +180,7 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=plan.mirror)  # hashed once
     if (found := _stored(parts, len(x_pool), cache_dir, plan.dtype)) is not None:
         acts, path = found
-        info = {"cache": "hit", "path": str(path), "seconds": time.perf_counter() - t0}
-        return acts, {
-            **info,
-            "bytes": int(acts.nbytes),
-            "key": path.stem.removeprefix("activations-"),
-        }
+        return acts, _cache_info("hit", path, acts, t0)
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
     if plan.mirror:  # axis 1: the image's view, its mirror image's
         label = "extracting activations (mirror images)"
@@ -195,8 +190,18 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     acts, dtype = _narrow(acts, plan.dtype)
     path = _cache_path(cache_dir, parts, dtype)
     save_array(path, acts)
-    info = {"cache": "miss", "path": str(path), "seconds": time.perf_counter() - t0}
-    return acts, {**info, "bytes": int(acts.nbytes), "key": path.stem.removeprefix("activations-")}
+    return acts, _cache_info("miss", path, acts, t0)
+
+
+def _cache_info(cache: str, path: Path, acts: np.ndarray, t0: float) -> dict[str, Any]:
+    """What metrics.json records of the cache; the key is the file's (`_cache_path`)."""
+    return {
+        "cache": cache,
+        "path": str(path),
+        "seconds": time.perf_counter() - t0,
+        "bytes": int(acts.nbytes),
+        "key": path.stem.removeprefix("activations-"),
+    }
 
 
 def _narrow(acts: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
