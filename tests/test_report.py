@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +20,7 @@ from fmnist_tl.cli.render import comparison_markdown
 from fmnist_tl.errors import MissingFileError
 from fmnist_tl.evaluation import per_class_report
 from fmnist_tl.reporting import plots
-from fmnist_tl.reporting.runs import collect_runs, mean_std
+from fmnist_tl.reporting.runs import RunRow, collect_runs, compare_runs, mean_std
 from fmnist_tl.training.runfolder import read_history
 
 HISTORY_COLUMNS = [
@@ -325,3 +327,120 @@ def test_compare_markdown_and_plot(runs: Path, tmp_path: Path) -> None:
     assert "| 5.0 |" in lines[4]
     plots.plot_comparison(rows, tmp_path / "compare.png")
     assert_png(tmp_path / "compare.png")
+
+
+# -- comparison.csv and compare --include: results that travel without their run folders ------
+
+FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
+
+
+def test_comparison_csv_reads_back_as_the_same_rows(runs: Path, tmp_path: Path) -> None:
+    first = compare_runs(root=runs, out_dir=tmp_path / "a")
+    assert first.csv_path == tmp_path / "a" / "comparison.csv"
+    with first.csv_path.open(newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert [r["run"] for r in lines] == ["rep-1", "cnn-a", "cnn-b", "rep-2"]
+    assert lines[0]["n"] == "3" and lines[0]["data"] == "90/10/20"
+    assert lines[1]["accuracy_std"] == ""  # a single run has no spread: empty, not 0
+    # The rows, data counts, validation accuracies and table come back exactly, with no run
+    # folder to read: the included rows are the whole comparison.
+    again = compare_runs(root=tmp_path / "none", out_dir=tmp_path / "b", include=[first.csv_path])
+    assert [asdict(r) for r in again.rows] == [asdict(r) for r in first.rows]
+    assert again.data == first.data and again.val_accuracy == first.val_accuracy
+    assert again.markdown == first.markdown
+    assert (tmp_path / "b" / "comparison.csv").read_text() == first.csv_path.read_text()
+    for png in ("comparison.png", "comparison_cost.png"):
+        assert_png(tmp_path / "b" / png)
+
+
+def test_included_rows_join_the_runs_on_disk_sorted_and_never_doubled(
+    runs: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.csv"  # hand-written: only the required columns, no loss
+    other.write_text(
+        "run,backbone,stages,accuracy,accuracy_std,n,wall_time_s,data\n"
+        "elsewhere,mobilenet_v2,head+finetune,0.925,0.002,3,250.5,18000/2000/10000\n"
+    )
+    own = compare_runs(root=runs, out_dir=tmp_path / "own").csv_path
+    c = compare_runs(root=runs, out_dir=tmp_path / "out", include=[other, own, other])
+    assert [r.run for r in c.rows] == ["elsewhere", "rep-1", "cnn-a", "cnn-b", "rep-2"]
+    row = c.rows[0]
+    assert (row.accuracy, row.accuracy_std, row.n, row.wall_time_s) == (0.925, 0.002, 3, 250.5)
+    assert row.loss is None and row.epochs is None and row.input_size is None
+    assert c.data[0] == "18000/2000/10000" and c.val_accuracy[0] is None
+    line = next(ln for ln in c.markdown.splitlines() if "elsewhere" in ln)
+    assert "| 0.9250 ± 0.0020 | - | 3 | 250.5 |" in line
+
+
+def test_compare_include_errors_through_the_cli(tmp_path: Path, no_tf: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    base = [*FMNIST, "compare", "--root", str(tmp_path / "none"), "--out", str(out)]
+    bad = tmp_path / "bad.csv"
+    cases = [
+        ("", 3, ["no-such.csv: cannot be included (no such file)", "fmnist compare"]),
+        ("run,accuracy\nx,0.9\n", 3, ["not a comparison.csv (no column backbone, stages, n"]),
+        (
+            "run,backbone,stages,accuracy,n,wall_time_s\nok,cnn,head,0.9,1,5\nx,cnn,head,high,1,5\n",
+            3,
+            ["bad.csv: line 3: accuracy 'high' is not a number; fix or remove that line"],
+        ),
+        ("run,backbone,stages,accuracy,n,wall_time_s\nx,cnn,head,0.9,0,5\n", 3, ["line 2: n '0'"]),
+        ("run,backbone,stages,accuracy,n,wall_time_s\n", 3, ["holds no rows"]),
+    ]
+    for text, code, needles in cases:
+        if text:
+            bad.write_text(text)
+        target = str(bad if text else tmp_path / "no-such.csv")
+        done = subprocess.run(
+            [*base, "--include", target], capture_output=True, text=True, env=no_tf, timeout=60
+        )
+        assert done.returncode == code, done.stderr
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert all(n in lines[0] for n in needles), (needles, lines[0])
+        assert not out.exists()  # nothing written on a bad include
+    bad.write_text("run,backbone,stages,accuracy,n,wall_time_s\nx,cnn,head,0.9,1,5\n")
+    done = subprocess.run(
+        [*base, "--diff", "--include", str(bad)], capture_output=True, text=True, env=no_tf,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "drop one of the two" in done.stderr, done.stderr
+    done = subprocess.run(
+        [*base, "--include", str(bad)], capture_output=True, text=True, env=no_tf, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.csv", "comparison.md", "comparison.png", "comparison_cost.png",
+    ]  # fmt: skip
+    assert "comparison.csv" in done.stdout and "x" in (out / "comparison.md").read_text()
+
+
+def test_a_crowded_cost_plot_names_the_full_data_rows_only() -> None:
+    def row(name: str, n: int) -> RunRow:
+        return RunRow(name, "mobilenet_v2", 96, "bilinear", None, "head", 3, 0.9, None,
+                      0.3, None, n, 10.0, name)  # fmt: skip
+
+    few = [row(f"r{i}", 1) for i in range(5)]
+    assert plots.labelled(few, ["18000/2000/10000"] * 5) == [True] * 5
+    # 30 subset cells, 3 full-data groups, 2 full-data single runs: the 5 full rows named.
+    rows = [row(f"c{i}", 3) for i in range(30)] + [row(f"g{i}", 3) for i in range(3)]
+    rows += [row("lever-a", 1), row("lever-b", 1)]
+    data = ["18000/2000/10000"] * 30 + ["54000/6000/10000", "57000/3000/10000"] * 2
+    data += ["54000/6000/10000"]
+    assert plots.labelled(rows, data) == [False] * 30 + [True] * 5
+    # Past 20 full-data rows, their single runs go unnamed too; their groups never do.
+    many = [row(f"s{i}", 1) for i in range(25)] + [row("group", 3)]
+    assert plots.labelled(many, [""] * 26) == [False] * 25 + [True]
+
+
+def test_the_cost_plot_keeps_far_off_runs_on_its_bottom_edge(tmp_path: Path) -> None:
+    assert plots.accuracy_floor([0.91, 0.93, 0.90]) is None  # all within 0.15: no floor
+    assert plots.accuracy_floor([0.946, 0.86, 0.33]) == pytest.approx(0.80)
+    assert plots.accuracy_floor([]) is None
+    minor = [plots._seconds_minor(v) for v in (20, 40, 300, 700, 5000)]
+    assert minor == ["20", "", "300", "", "5000"]  # 2, 3, 5 of a decade; the rest collide
+    write_run(tmp_path / "r" / "far", acc=0.33, loss=2.0)
+    write_run(tmp_path / "r" / "near", acc=0.93, loss=0.2)
+    rows = collect_runs(None, root=tmp_path / "r")
+    plots.plot_comparison_cost(rows, tmp_path / "cost.png", ["90/10/20"] * len(rows))
+    assert_png(tmp_path / "cost.png")

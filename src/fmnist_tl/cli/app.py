@@ -292,18 +292,27 @@ def compare(
         Path | None,
         typer.Option(
             "--out",
-            help="Where to write comparison.md and comparison.png.",
+            help="Where to write comparison.md, .csv and the plots.",
             show_default="the --root folder",
         ),
     ] = None,
     diff: Annotated[
         bool, typer.Option(help="Show only the config keys that differ, plus val accuracy.")
     ] = False,
+    include: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A comparison.csv whose rows join these runs as recorded (another machine's "
+            "results); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare runs side by side, best test accuracy first; a repeat group is one row."""
     from ..reporting.runs import compare_runs
 
-    render.print_comparison(out, compare_runs(runs, root=root, out_dir=out_dir, diff=diff))
+    comparison = compare_runs(runs, root=root, out_dir=out_dir, diff=diff, include=include or [])
+    render.print_comparison(out, comparison)
 
 
 @app.command()

@@ -60,9 +60,16 @@ def flip_note(test_flip: bool, alone: float | None) -> str:
     return f" (with the test-time flip; alone {alone:.4f})"
 
 
-def _epochs(epochs: int | float) -> str:
-    # A group whose runs stopped at different epochs reports their mean.
+def _epochs(epochs: int | float | None) -> str:
+    # A group whose runs stopped at different epochs reports their mean; an included row
+    # (compare --include) may not record them.
+    if epochs is None:
+        return "-"
     return f"{epochs:.1f}" if isinstance(epochs, float) else str(epochs)
+
+
+def _loss(loss: float | None, std: float | None) -> str:
+    return "-" if loss is None else plus_minus(loss, std)
 
 
 def _md_row(cells: list[Any]) -> str:
@@ -248,16 +255,18 @@ def print_comparison(out: Console, comparison: Comparison) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     data = comparison.data or [""] * len(rows)
     for r, d in zip(rows, data, strict=True):
+        size = f" {r.input_size}px" if r.input_size is not None else ""
         setup = (
-            f"{r.backbone} {r.input_size}px, {r.weights}, {r.stages}, {_epochs(r.epochs)} ep, "
+            f"{r.backbone}{size}, {r.weights or '-'}, {r.stages}, {_epochs(r.epochs)} ep, "
             f"{r.wall_time_s:.1f} s/run" + (f", data {d}" if len(set(data)) > 1 else "")
         )
-        scores = (plus_minus(r.accuracy, r.accuracy_std), plus_minus(r.loss, r.loss_std))
+        scores = (plus_minus(r.accuracy, r.accuracy_std), _loss(r.loss, r.loss_std))
         table.add_row(escape(r.run), escape(setup), *scores, str(r.n))
     out.print(table)
     say(
         out,
-        f"wrote {comparison.markdown_path}, {comparison.plot_path}, {comparison.cost_plot_path}",
+        f"wrote {comparison.markdown_path}, {comparison.csv_path}, {comparison.plot_path}, "
+        f"{comparison.cost_plot_path}",
     )
 
 
@@ -273,7 +282,7 @@ def comparison_markdown(rows: list[RunRow], data: list[str] | None = None) -> st
     for i, r in enumerate(rows, 1):
         cells = [i, r.run, r.backbone, r.input_size, r.resize_method, r.weights, r.stages]
         cells += [_epochs(r.epochs), plus_minus(r.accuracy, r.accuracy_std)]
-        cells += [plus_minus(r.loss, r.loss_std), r.n, f"{r.wall_time_s:.1f}"]
+        cells += [_loss(r.loss, r.loss_std), r.n, f"{r.wall_time_s:.1f}"]
         lines.append(_md_row(cells + ([data[i - 1]] if mixed else [])))
     if mixed:  # runs on different data are never side by side unmarked
         lines[0], lines[1] = lines[0] + " data (train/val/test, differ!) |", lines[1] + "---|"

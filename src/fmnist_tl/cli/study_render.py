@@ -32,7 +32,8 @@ def print_comparison_diff(out: Console, comparison: Comparison) -> None:
     out.print(table)
     say(
         out,
-        f"wrote {comparison.markdown_path}, {comparison.plot_path}, {comparison.cost_plot_path}",
+        f"wrote {comparison.markdown_path}, {comparison.csv_path}, {comparison.plot_path}, "
+        f"{comparison.cost_plot_path}",
     )
 
 

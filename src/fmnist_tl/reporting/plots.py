@@ -281,13 +281,16 @@ def plot_comparison_cost(
     error bars ± sample std), coloured by backbone, shaped by the stages trained, on a log
     time axis: backbones, resizes and scratch CNNs on one picture of what accuracy costs.
 
-    Points are labelled with their run when there are few enough to read (a sweep's dozens
-    of runs are not); repeat groups always are. `data`: each row's "train/val/test" counts;
-    rows on a smaller training pool (train + validation) than the largest are drawn hollow, so
-    a subset's runs are never read as full-data ones.
+    Points are labelled as `labelled` says, each label moved down until it clears the ones
+    above it. `data`: each row's "train/val/test" counts; rows on a smaller training pool
+    (train + validation) than the largest are drawn hollow, so a subset's runs are never read
+    as full-data ones. Rows far below the best (`accuracy_floor`) sit on the bottom edge as
+    ▼ with their accuracy written beside them, so that a run near chance does not squash the
+    differences the plot is for into a sliver.
     """
     data = list(data) if data is not None else [""] * len(rows)
     most = max((_pool_count(d) for d in data), default=-1)
+    floor = accuracy_floor([r.accuracy for r in rows])
     fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
     backbones = sorted({r.backbone for r in rows})
     colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
@@ -295,15 +298,20 @@ def plot_comparison_cost(
     for key in sorted({_stages(r) for r in rows} - set(shapes)):
         shapes[key] = "^Dv"[(len(shapes) - 2) % 3]
     shapes = {k: v for k, v in shapes.items() if any(_stages(r) == k for r in rows)}
-    for r, d in zip(rows, data, strict=True):
+    labels: list[tuple[str, float, float]] = []
+    for r, d, named in zip(rows, data, labelled(rows, data), strict=True):
         face = colour[r.backbone] if _pool_count(d) == most else "none"
-        ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
-                    fmt=shapes[_stages(r)], capsize=3, color=colour[r.backbone],
-                    markerfacecolor=face, markersize=5, alpha=0.85)  # fmt: skip
-        if len(rows) <= 20 or r.n > 1:
-            label = r.run + (f" (n={r.n})" if r.n > 1 else "")
-            ax.annotate(label, (r.wall_time_s, r.accuracy), textcoords="offset points",
-                        xytext=(5, 3), fontsize=7)  # fmt: skip
+        style = dict(color=colour[r.backbone], markerfacecolor=face, markersize=5, alpha=0.85)
+        if floor is not None and r.accuracy < floor:
+            ax.plot([r.wall_time_s], [floor], "v", clip_on=False, **style)
+            ax.annotate(f"{r.accuracy:.2f}", (r.wall_time_s, floor), textcoords="offset points",
+                        xytext=(4, 3), fontsize=7, color=colour[r.backbone])  # fmt: skip
+        else:
+            ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
+                        fmt=shapes[_stages(r)], capsize=3, **style)  # fmt: skip
+        if named:
+            y = r.accuracy if floor is None else max(r.accuracy, floor)
+            labels.append((r.run + (f" (n={r.n})" if r.n > 1 else ""), r.wall_time_s, y))
     for b in backbones:
         ax.plot([], [], "o", color=colour[b], label=b)
     for key, shape in shapes.items():
@@ -313,18 +321,79 @@ def plot_comparison_cost(
         ax.plot([], [], "o", color="grey", markerfacecolor=face, label=f"data {d}")
     if rows:
         ax.set_xscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 60, not 6x10^1
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_seconds))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_seconds_minor))
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.legend(loc="lower right", fontsize=8)
+        if floor is not None:
+            ax.set_ylim(bottom=floor)
+        _place_labels(ax, labels)
     else:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("wall time per run (s, log scale)")
-    ax.set_ylabel("test accuracy")
+    below = f"; ▼ below {floor:.2f}, value beside" if floor is not None else ""
+    ax.set_ylabel(f"test accuracy{below}")
     ax.set_title(f"test accuracy against wall time, {len(rows)} runs and groups (± std over seeds)")
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+
+
+def accuracy_floor(accuracies: Sequence[float], span: float = 0.15) -> float | None:
+    """The cost plot's lowest accuracy shown, when some rows lie more than `span` below the
+    best (a 32 px frozen backbone at 0.33 beside runs at 0.86-0.95); None when all fit.
+
+    Runs worth comparing on Fashion-MNIST sit within a few points of each other; the floor
+    keeps every point within `span` of the best (and their error bars) on the axis."""
+    if not accuracies or max(accuracies) - min(accuracies) <= span:
+        return None
+    return round(max(accuracies) - span, 2)
+
+
+def _seconds(v: float, _: Any = None) -> str:
+    return f"{v:g}"  # 60, not 6x10^1
+
+
+def _seconds_minor(v: float, _: Any = None) -> str:
+    # Only 2, 3 and 5 of each decade: all eight collide ("600700800900").
+    lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+    return f"{v:g}" if lead in (2, 3, 5) else ""
+
+
+def _place_labels(ax: Axes, labels: list[tuple[str, float, float]]) -> None:
+    """Annotate each point with its label, top to bottom, moving a label down (in steps of
+    its height) while it would overlap one already placed: near points stay readable."""
+    placed: list[tuple[float, float, float, float]] = []  # display boxes: x0, y0, x1, y1
+    step, char_w = 9.0, 4.0  # points of a 7-pt label: its height, a character's width
+    to_px = ax.figure.dpi / 72
+    for text, x, y in sorted(labels, key=lambda t: -t[2]):
+        px, py = ax.transData.transform((x, y))
+        dy = 3.0
+        for _ in range(8):
+            box = (px + 5 * to_px, py + dy * to_px, px + (5 + char_w * len(text)) * to_px,
+                   py + (dy + step) * to_px)  # fmt: skip
+            if not any(_overlap(box, b) for b in placed):
+                break
+            dy -= step
+        placed.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=7)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def labelled(rows: Sequence[RunRow], data: Sequence[str], most: int = 20) -> list[bool]:
+    """Which points of the cost plot carry their run's name: all of them up to `most`; past
+    that, the rows on the largest training pool (the full-data results a study leads to),
+    their repeat groups always and their single runs while there are few. A sweep's dozens of
+    subset cells stay unlabelled: their tables name them, and 50 labels on one picture are
+    unreadable."""
+    if len(rows) <= most:
+        return [True] * len(rows)
+    pools = [_pool_count(d) for d in data]
+    full = [p == max(pools) for p in pools]
+    few = sum(full) <= most
+    return [f and (r.n > 1 or few) for r, f in zip(rows, full, strict=True)]
 
 
 def _pool_count(data: str) -> int:

@@ -18,9 +18,10 @@ import numpy as np
 
 from .. import atomic
 from ..cli.render import comparison_markdown
-from ..errors import MissingFileError
+from ..errors import ConfigError, MissingFileError
 from ..records import RunMetrics
 from .plots import plot_comparison, plot_comparison_cost
+from .rows_csv import read_rows, write_rows
 
 PathLike = str | os.PathLike[str]
 _RUN_FILES = ("metrics.json", "repeat.json")
@@ -37,10 +38,10 @@ class RunRow:
     resize_method: str | None
     weights: str | None
     stages: str  # "head+finetune", plus ", test flip" when tested with the mirror image
-    epochs: int | float  # a group whose runs stopped at different epochs: the mean
+    epochs: int | float | None  # a group stopped at different epochs: the mean; None: unknown
     accuracy: float
     accuracy_std: float | None  # None for a single run
-    loss: float
+    loss: float | None  # None: not recorded (a row included from a comparison.csv without it)
     loss_std: float | None
     n: int
     wall_time_s: float  # per run, so a group's cost compares directly with a single run's
@@ -60,6 +61,7 @@ class Comparison:
     data: list[str] = field(default_factory=list)
     val_accuracy: list[float | None] = field(default_factory=list)
     cost_plot_path: Path | None = None  # test accuracy against wall time, every run
+    csv_path: Path | None = None  # the rows as data (comparison.csv), for compare --include
     # --diff: the config keys whose values differ between the rows, and each row's values
     diff_keys: list[str] | None = None
     diff_values: list[dict[str, Any]] | None = None
@@ -102,38 +104,62 @@ def compare_runs(
     root: PathLike = "saved_models",
     out_dir: PathLike | None = None,
     diff: bool = False,
+    include: Sequence[PathLike] = (),
 ) -> Comparison:
-    """Collect runs (best test accuracy first), write comparison.md, comparison.png and
-    comparison_cost.png (test accuracy against wall time).
+    """Collect runs (best test accuracy first), write comparison.md, comparison.csv,
+    comparison.png and comparison_cost.png (test accuracy against wall time).
 
     Args:
         patterns: run folders, run ids under `root` or glob patterns; None = every run in `root`.
         root: the folder holding the runs (output.dir).
-        out_dir: where the two files go; None = `root`.
+        out_dir: where the files go; None = `root`.
         diff: the table shows only the config keys that differ between the runs, plus
             validation and test accuracy (comparison.md then holds that table).
+        include: comparison.csv files whose rows join the runs found, as recorded (results
+            from another machine, or from run folders that are gone). With them, a `root`
+            without runs is not an error.
     """
     from ..cli.render import markdown_table
 
-    rows = collect_runs(patterns or None, root)
+    if include and diff:
+        raise ConfigError(
+            "--diff compares the runs' configs, which rows from --include do not carry; "
+            "drop one of the two"
+        )
+    rows = _runs_or_none(patterns or None, root) if include else collect_runs(patterns, root)
     out = Path(out_dir) if out_dir is not None else Path(root)
-    md_path, png_path = out / "comparison.md", out / "comparison.png"
     members = [_members(Path(r.path), Path(root)) for r in rows]
     metrics = [[RunMetrics.read(d / "metrics.json") for d in m] for m in members]
     data = [_same([f"{x.data.train}/{x.data.val}/{x.data.test}" if x.data else "" for x in m])
             for m in metrics]  # fmt: skip
     val = [_mean_or_none([best_val_accuracy(x) for x in m]) for m in metrics]
-    c = Comparison(rows, "", md_path, png_path, [str(d) for d in data], val)
+    found = list(zip(rows, data, val, strict=True))
+    for path in include:  # a row already here (the same run at the same path) is not doubled
+        seen = {(f[0].run, f[0].path) for f in found}
+        recorded = zip(*read_rows(path), strict=True)
+        found += [f for f in recorded if (f[0].run, f[0].path) not in seen]
+    found.sort(key=lambda f: -f[0].accuracy)  # stable: runs on disk first among ties
+    rows, data, val = [f[0] for f in found], [f[1] for f in found], [f[2] for f in found]
+    c = Comparison(rows, "", out / "comparison.md", out / "comparison.png", data, val)
     if diff:
         c.diff_keys, c.diff_values = differing_keys([_config_of(m) for m in members])
         c.markdown = markdown_table(*diff_table(c))
     else:
         c.markdown = comparison_markdown(rows, data=c.data)
-    atomic.write_text(md_path, c.markdown)
-    plot_comparison(rows, png_path)
+    atomic.write_text(c.markdown_path, c.markdown)
+    c.csv_path = out / "comparison.csv"
+    write_rows(c.csv_path, rows, c.data, c.val_accuracy)
+    plot_comparison(rows, c.plot_path)
     c.cost_plot_path = out / "comparison_cost.png"
     plot_comparison_cost(rows, c.cost_plot_path, c.data)
     return c
+
+
+def _runs_or_none(patterns: list[str] | None, root: PathLike) -> list[RunRow]:
+    """Every run under `root`, none when it holds none (rows come from --include then)."""
+    if patterns is None and not (Path(root).is_dir() and _discover(Path(root))):
+        return []
+    return collect_runs(patterns, root)
 
 
 # Keys that say where results go or how they print, not what was measured.
