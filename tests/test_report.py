@@ -20,6 +20,7 @@ from fmnist_tl.cli.render import comparison_markdown
 from fmnist_tl.errors import MissingFileError
 from fmnist_tl.evaluation import per_class_report
 from fmnist_tl.reporting import plots
+from fmnist_tl.reporting.rows_csv import read_rows, write_rows
 from fmnist_tl.reporting.runs import RunRow, collect_runs, compare_runs, mean_std
 from fmnist_tl.training.runfolder import read_history
 
@@ -353,8 +354,23 @@ def test_comparison_csv_reads_back_as_the_same_rows(runs: Path, tmp_path: Path) 
         assert_png(tmp_path / "b" / png)
 
 
+def test_every_field_survives_the_csv_and_a_spreadsheet_bom(tmp_path: Path) -> None:
+    odd = RunRow("g", "cnn", "96/128", None, None, "head", 3.5, 0.9, 0.0, None, None, 3, 7.5, "")
+    plain = RunRow("s", "mobilenet_v2", 96, "area", "imagenet", "head+finetune, test flip", 4,
+                   0.8, None, 0.5, None, 1, 12.0, "/runs/s")  # fmt: skip
+    path = tmp_path / "c.csv"
+    write_rows(path, [odd, plain], ["", "18000/2000/10000"], [None, 0.81])
+    rows, data, val = read_rows(path)
+    assert [asdict(r) for r in rows] == [asdict(odd), asdict(plain)]
+    assert isinstance(rows[1].epochs, int) and isinstance(rows[1].input_size, int)
+    assert data == ["", "18000/2000/10000"] and val == [None, 0.81]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as a spreadsheet saves it
+    assert [asdict(r) for r in read_rows(bom)[0]] == [asdict(odd), asdict(plain)]
+
+
 def test_included_rows_join_the_runs_on_disk_sorted_and_never_doubled(
-    runs: Path, tmp_path: Path
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = tmp_path / "other.csv"  # hand-written: only the required columns, no loss
     other.write_text(
@@ -362,7 +378,8 @@ def test_included_rows_join_the_runs_on_disk_sorted_and_never_doubled(
         "elsewhere,mobilenet_v2,head+finetune,0.925,0.002,3,250.5,18000/2000/10000\n"
     )
     own = compare_runs(root=runs, out_dir=tmp_path / "own").csv_path
-    c = compare_runs(root=runs, out_dir=tmp_path / "out", include=[other, own, other])
+    monkeypatch.chdir(runs.parent)  # the runs again, spelled relative: the same runs
+    c = compare_runs(root="saved_models", out_dir=tmp_path / "out", include=[other, own, other])
     assert [r.run for r in c.rows] == ["elsewhere", "rep-1", "cnn-a", "cnn-b", "rep-2"]
     row = c.rows[0]
     assert (row.accuracy, row.accuracy_std, row.n, row.wall_time_s) == (0.925, 0.002, 3, 250.5)
@@ -375,6 +392,7 @@ def test_included_rows_join_the_runs_on_disk_sorted_and_never_doubled(
 def test_compare_include_errors_through_the_cli(tmp_path: Path, no_tf: dict[str, str]) -> None:
     out = tmp_path / "out"
     base = [*FMNIST, "compare", "--root", str(tmp_path / "none"), "--out", str(out)]
+    H = "run,backbone,stages,accuracy,n,wall_time_s"
     bad = tmp_path / "bad.csv"
     cases = [
         ("", 3, ["no-such.csv: cannot be included (no such file)", "fmnist compare"]),
@@ -386,6 +404,12 @@ def test_compare_include_errors_through_the_cli(tmp_path: Path, no_tf: dict[str,
         ),
         ("run,backbone,stages,accuracy,n,wall_time_s\nx,cnn,head,0.9,0,5\n", 3, ["line 2: n '0'"]),
         ("run,backbone,stages,accuracy,n,wall_time_s\n", 3, ["holds no rows"]),
+        # blank lines count: the line named is the file's own
+        (f"{H}\n\nx,cnn,head,0.9,1,0\n", 3, ["line 3: wall_time_s '0' is not above 0"]),
+        (f"{H}\nx,cnn,head,1.2,1,5\n", 3, ["line 2: accuracy '1.2' is not an accuracy"]),
+        (f"{H},data\nx,cnn,head,0.9,1,5,18k/2k/10k\n", 3, ["data '18k/2k/10k' is not"]),
+        (f"{H},val_accuracy\nx,cnn,head,0.9,1,5,n/a\n", 3, ["val_accuracy 'n/a' is not a number"]),
+        (f'{H}\nx,cnn,head,0.9,1,"{"9" * 200_000}"\n', 3, ["line 2: field larger than"]),
     ]
     for text, code, needles in cases:
         if text:
@@ -435,7 +459,9 @@ def test_a_crowded_cost_plot_names_the_full_data_rows_only() -> None:
 
 def test_the_cost_plot_keeps_far_off_runs_on_its_bottom_edge(tmp_path: Path) -> None:
     assert plots.accuracy_floor([0.91, 0.93, 0.90]) is None  # all within 0.15: no floor
-    assert plots.accuracy_floor([0.946, 0.86, 0.33]) == pytest.approx(0.80)
+    # Rounded down, never up: every row within 0.15 of the best stays on the axis.
+    assert plots.accuracy_floor([0.946, 0.86, 0.33]) == pytest.approx(0.79)
+    assert plots.accuracy_floor([0.946, 0.797, 0.33]) < 0.797
     assert plots.accuracy_floor([]) is None
     minor = [plots._seconds_minor(v) for v in (20, 40, 300, 700, 5000)]
     assert minor == ["20", "", "300", "", "5000"]  # 2, 3, 5 of a decade; the rest collide
@@ -444,3 +470,17 @@ def test_the_cost_plot_keeps_far_off_runs_on_its_bottom_edge(tmp_path: Path) -> 
     rows = collect_runs(None, root=tmp_path / "r")
     plots.plot_comparison_cost(rows, tmp_path / "cost.png", ["90/10/20"] * len(rows))
     assert_png(tmp_path / "cost.png")
+
+
+def test_labels_of_near_points_are_moved_apart() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    ax.set_xscale("log")
+    ax.set_xlim(10, 1000), ax.set_ylim(0.8, 0.95)
+    labels = [("frozen_bilinear (n=3)", 60.0, 0.8751), ("frozen_nearest (n=3)", 71.0, 0.8744),
+              ("far away", 500.0, 0.81)]  # fmt: skip
+    offsets = plots._place_labels(ax, labels)
+    plt.close(fig)
+    assert offsets[0] == 3.0 and offsets[2] == 3.0  # the first and a lone point: beside it
+    assert abs(offsets[1] - offsets[0]) >= 9.0  # the near one: a whole label height off

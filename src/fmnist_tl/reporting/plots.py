@@ -302,16 +302,20 @@ def plot_comparison_cost(
     for r, d, named in zip(rows, data, labelled(rows, data), strict=True):
         face = colour[r.backbone] if _pool_count(d) == most else "none"
         style = dict(color=colour[r.backbone], markerfacecolor=face, markersize=5, alpha=0.85)
-        if floor is not None and r.accuracy < floor:
+        name = r.run + (f" (n={r.n})" if r.n > 1 else "") if named else ""
+        if floor is not None and r.accuracy < floor:  # on the edge, its value in its label
             ax.plot([r.wall_time_s], [floor], "v", clip_on=False, **style)
-            ax.annotate(f"{r.accuracy:.2f}", (r.wall_time_s, floor), textcoords="offset points",
-                        xytext=(4, 3), fontsize=7, color=colour[r.backbone])  # fmt: skip
-        else:
-            ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
-                        fmt=shapes[_stages(r)], capsize=3, **style)  # fmt: skip
-        if named:
-            y = r.accuracy if floor is None else max(r.accuracy, floor)
-            labels.append((r.run + (f" (n={r.n})" if r.n > 1 else ""), r.wall_time_s, y))
+            labels.append((f"{name} {r.accuracy:.2f}".strip(), r.wall_time_s, floor))
+            continue
+        ax.errorbar([r.wall_time_s], [r.accuracy], yerr=[r.accuracy_std or 0.0],
+                    fmt=shapes[_stages(r)], capsize=3, **style)  # fmt: skip
+        if name:
+            labels.append((name, r.wall_time_s, r.accuracy))
+    ax.set_xlabel("wall time per run (s, log scale)")
+    below = f"; ▼ below {floor:.2f}, value beside" if floor is not None else ""
+    ax.set_ylabel(f"test accuracy{below}")
+    ax.set_title(f"test accuracy against wall time, {len(rows)} runs and groups (± std over seeds)")
+    ax.grid(alpha=0.3, which="both")
     for b in backbones:
         ax.plot([], [], "o", color=colour[b], label=b)
     for key, shape in shapes.items():
@@ -327,14 +331,10 @@ def plot_comparison_cost(
         ax.legend(loc="lower right", fontsize=8)
         if floor is not None:
             ax.set_ylim(bottom=floor)
+        fig.draw_without_rendering()  # final limits and layout, which label placement reads
         _place_labels(ax, labels)
     else:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("wall time per run (s, log scale)")
-    below = f"; ▼ below {floor:.2f}, value beside" if floor is not None else ""
-    ax.set_ylabel(f"test accuracy{below}")
-    ax.set_title(f"test accuracy against wall time, {len(rows)} runs and groups (± std over seeds)")
-    ax.grid(alpha=0.3, which="both")
     _save(fig, path)
 
 
@@ -346,7 +346,7 @@ def accuracy_floor(accuracies: Sequence[float], span: float = 0.15) -> float | N
     keeps every point within `span` of the best (and their error bars) on the axis."""
     if not accuracies or max(accuracies) - min(accuracies) <= span:
         return None
-    return round(max(accuracies) - span, 2)
+    return math.floor((max(accuracies) - span) * 100) / 100  # down: never above best - span
 
 
 def _seconds(v: float, _: Any = None) -> str:
@@ -359,23 +359,26 @@ def _seconds_minor(v: float, _: Any = None) -> str:
     return f"{v:g}" if lead in (2, 3, 5) else ""
 
 
-def _place_labels(ax: Axes, labels: list[tuple[str, float, float]]) -> None:
-    """Annotate each point with its label, top to bottom, moving a label down (in steps of
-    its height) while it would overlap one already placed: near points stay readable."""
+def _place_labels(ax: Axes, labels: list[tuple[str, float, float]]) -> list[float]:
+    """Annotate each point with its label, top to bottom, moving a label off its point (in
+    steps of its height, below, then above, then further) while it would overlap one already
+    placed: near points stay readable. Returns each label's vertical offset, in points."""
+    offsets = [0.0] * len(labels)
     placed: list[tuple[float, float, float, float]] = []  # display boxes: x0, y0, x1, y1
     step, char_w = 9.0, 4.0  # points of a 7-pt label: its height, a character's width
     to_px = ax.figure.dpi / 72
-    for text, x, y in sorted(labels, key=lambda t: -t[2]):
+    tries = [3.0] + [3.0 + sign * k * step for k in range(1, 5) for sign in (-1, 1)]
+    for i in sorted(range(len(labels)), key=lambda i: -labels[i][2]):
+        text, x, y = labels[i]
         px, py = ax.transData.transform((x, y))
-        dy = 3.0
-        for _ in range(8):
-            box = (px + 5 * to_px, py + dy * to_px, px + (5 + char_w * len(text)) * to_px,
-                   py + (dy + step) * to_px)  # fmt: skip
-            if not any(_overlap(box, b) for b in placed):
-                break
-            dy -= step
-        placed.append(box)
+        boxes = {dy: (px + 5 * to_px, py + dy * to_px, px + (5 + char_w * len(text)) * to_px,
+                      py + (dy + step) * to_px) for dy in tries}  # fmt: skip
+        free = [dy for dy in tries if not any(_overlap(boxes[dy], b) for b in placed)]
+        dy = free[0] if free else tries[0]  # nowhere free nearby: beside its point
+        placed.append(boxes[dy])
+        offsets[i] = dy
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=7)
+    return offsets
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -59,12 +59,10 @@ def read_rows(path: PathLike) -> tuple[list[Any], list[str], list[float | None]]
     A missing file, a missing column or a value that is not a number is one exit-3 line that
     names the file and the line, so a hand-edited file is fixed where it is wrong.
     """
-    from .runs import RunRow
-
     path = Path(path)
     name = short_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         what = "no such file" if isinstance(exc, FileNotFoundError) else exc
         raise MissingFileError(
@@ -72,43 +70,69 @@ def read_rows(path: PathLike) -> tuple[list[Any], list[str], list[float | None]]
             "`fmnist compare` wrote"
         ) from None
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise MissingFileError(
-            f"{name}: not a comparison.csv (no column {', '.join(missing)}); give one that "
-            "`fmnist compare` wrote"
-        )
     rows, data, val = [], [], []
-    for line, raw in enumerate(reader, start=2):
-        try:
-            cell = {c: (raw.get(c) or "").strip() for c in COLUMNS}
-            if not cell["run"]:
-                raise ValueError("run is empty")
-            rows.append(
-                RunRow(
-                    run=cell["run"],
-                    backbone=cell["backbone"],
-                    input_size=_size(cell["input_size"]),
-                    resize_method=cell["resize_method"] or None,
-                    weights=cell["weights"] or None,
-                    stages=cell["stages"],
-                    epochs=_epochs(cell),
-                    accuracy=_number(cell, "accuracy"),
-                    accuracy_std=_number(cell, "accuracy_std", optional=True),
-                    loss=_number(cell, "loss", optional=True),
-                    loss_std=_number(cell, "loss_std", optional=True),
-                    n=_count(cell),
-                    wall_time_s=_number(cell, "wall_time_s"),
-                    path=cell["path"] or f"{path}:{line}",
-                )
+    try:
+        missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise MissingFileError(
+                f"{name}: not a comparison.csv (no column {', '.join(missing)}); give one that "
+                "`fmnist compare` wrote"
             )
-        except ValueError as exc:
-            raise MissingFileError(f"{name}: line {line}: {exc}; fix or remove that line") from None
-        data.append(cell["data"])
-        val.append(_number(cell, "val_accuracy", optional=True))
+        for raw in reader:
+            cell = {c: (raw.get(c) or "").strip() for c in COLUMNS}
+            rows.append(_row(cell))
+            data.append(_counts(cell))
+            val.append(_fraction(cell, "val_accuracy", optional=True))
+    except (ValueError, csv.Error) as exc:
+        # line_num counts the file's lines, blank ones too: the record just read, or the
+        # lines before one the csv module could not read.
+        line = reader.line_num + (1 if isinstance(exc, csv.Error) else 0)
+        raise MissingFileError(f"{name}: line {line}: {exc}; fix or remove that line") from None
     if not rows:
         raise MissingFileError(f"{name}: holds no rows; give a comparison.csv with runs in it")
     return rows, data, val
+
+
+def _row(cell: dict[str, str]) -> Any:
+    from .runs import RunRow  # runs.py imports this module
+
+    if not cell["run"]:
+        raise ValueError("run is empty")
+    wall = _number(cell, "wall_time_s")
+    if wall <= 0:  # the cost plot's time axis is logarithmic
+        raise ValueError(f"wall_time_s {cell['wall_time_s']!r} is not above 0")
+    return RunRow(
+        run=cell["run"],
+        backbone=cell["backbone"],
+        input_size=_size(cell["input_size"]),
+        resize_method=cell["resize_method"] or None,
+        weights=cell["weights"] or None,
+        stages=cell["stages"],
+        epochs=_epochs(cell),
+        accuracy=_fraction(cell, "accuracy"),
+        accuracy_std=_number(cell, "accuracy_std", optional=True),
+        loss=_number(cell, "loss", optional=True),
+        loss_std=_number(cell, "loss_std", optional=True),
+        n=_count(cell),
+        wall_time_s=wall,
+        path=cell["path"],
+    )
+
+
+def _counts(cell: dict[str, str]) -> str:
+    """ "train/val/test" image counts, or "" when not recorded."""
+    text = cell["data"]
+    parts = text.split("/")
+    if text and (len(parts) != 3 or not all(p.isdigit() for p in parts)):
+        raise ValueError(f"data {text!r} is not train/val/test image counts, e.g. 54000/6000/10000")
+    return text
+
+
+def _fraction(cell: dict[str, str], key: str, optional: bool = False) -> Any:
+    value = _number(cell, key, optional)
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} {cell[key]!r} is not an accuracy between 0 and 1")
+    return value
 
 
 def _number(cell: dict[str, str], key: str, optional: bool = False) -> Any:

@@ -126,7 +126,8 @@ def compare_runs(
             "--diff compares the runs' configs, which rows from --include do not carry; "
             "drop one of the two"
         )
-    rows = _runs_or_none(patterns or None, root) if include else collect_runs(patterns, root)
+    patterns = patterns or None
+    rows = _runs_or_none(patterns, root) if include else collect_runs(patterns, root)
     out = Path(out_dir) if out_dir is not None else Path(root)
     members = [_members(Path(r.path), Path(root)) for r in rows]
     metrics = [[RunMetrics.read(d / "metrics.json") for d in m] for m in members]
@@ -134,10 +135,12 @@ def compare_runs(
             for m in metrics]  # fmt: skip
     val = [_mean_or_none([best_val_accuracy(x) for x in m]) for m in metrics]
     found = list(zip(rows, data, val, strict=True))
-    for path in include:  # a row already here (the same run at the same path) is not doubled
-        seen = {(f[0].run, f[0].path) for f in found}
-        recorded = zip(*read_rows(path), strict=True)
-        found += [f for f in recorded if (f[0].run, f[0].path) not in seen]
+    seen = {_identity(r) for r in rows}
+    for path in include:  # a row already here is not doubled (a file included twice, say)
+        for f in zip(*read_rows(path), strict=True):
+            if _identity(f[0]) not in seen:
+                seen.add(_identity(f[0]))
+                found.append(f)
     found.sort(key=lambda f: -f[0].accuracy)  # stable: runs on disk first among ties
     rows, data, val = [f[0] for f in found], [f[1] for f in found], [f[2] for f in found]
     c = Comparison(rows, "", out / "comparison.md", out / "comparison.png", data, val)
@@ -153,6 +156,14 @@ def compare_runs(
     c.cost_plot_path = out / "comparison_cost.png"
     plot_comparison_cost(rows, c.cost_plot_path, c.data)
     return c
+
+
+def _identity(row: RunRow) -> tuple[Any, ...]:
+    """What makes two rows the same record: the run and its folder (however the path was
+    spelled), or, for a row recorded without a folder, its figures."""
+    if row.path:
+        return row.run, os.path.realpath(row.path)
+    return row.run, row.accuracy, row.accuracy_std, row.n, row.wall_time_s
 
 
 def _runs_or_none(patterns: list[str] | None, root: PathLike) -> list[RunRow]:
