@@ -4,7 +4,7 @@
 # and the sweeps (20,000-image training subset). Each step is one `fmnist` command; rerunning a
 # step skips what finished (sweeps) or trains again (--repeat). Steps run in the order given:
 #
-#   scripts/transfer_study.sh seeds scratch resize head depth recipe
+#   scripts/transfer_study.sh seeds scratch resize head depth recipe plot
 #
 # (seeds = frozen head480 finetune, scratch = cnn cnn_best; each can be run alone.)
 #
@@ -55,9 +55,12 @@ run_step() {
         --grid finetune.learning_rate=0.00001,0.00003,0.0001 --seeds 3
       ;;
     recipe) step recipe "$FMNIST" train configs/mobilenet_best.yaml "${W[@]}" "${O[@]}" --repeat 3 ;;
+    plot)  # every run under $OUT/runs: comparison.md/.csv and the accuracy-against-time plot
+      step plot "$FMNIST" compare --root "$OUT/runs" --out "$OUT"
+      ;;
     *)
       echo "error: unknown step $1 (seeds = frozen head480 finetune; scratch = cnn cnn_best;" \
-        "resize, head, depth, recipe)" >&2
+        "resize, head, depth, recipe, plot)" >&2
       exit 2
       ;;
   esac
