@@ -19,7 +19,7 @@ from fmnist_tl.classes import CLASS_NAMES
 from fmnist_tl.cli.render import comparison_markdown
 from fmnist_tl.errors import MissingFileError
 from fmnist_tl.evaluation import per_class_report
-from fmnist_tl.reporting import plots
+from fmnist_tl.reporting import cost_plot, plots
 from fmnist_tl.reporting.rows_csv import read_rows, write_rows
 from fmnist_tl.reporting.runs import RunRow, collect_runs, compare_runs, mean_std
 from fmnist_tl.training.runfolder import read_history
@@ -445,30 +445,30 @@ def test_a_crowded_cost_plot_names_the_full_data_rows_only() -> None:
                       0.3, None, n, 10.0, name)  # fmt: skip
 
     few = [row(f"r{i}", 1) for i in range(5)]
-    assert plots.labelled(few, ["18000/2000/10000"] * 5) == [True] * 5
+    assert cost_plot.labelled(few, ["18000/2000/10000"] * 5) == [True] * 5
     # 30 subset cells, 3 full-data groups, 2 full-data single runs: the 5 full rows named.
     rows = [row(f"c{i}", 3) for i in range(30)] + [row(f"g{i}", 3) for i in range(3)]
     rows += [row("lever-a", 1), row("lever-b", 1)]
     data = ["18000/2000/10000"] * 30 + ["54000/6000/10000", "57000/3000/10000"] * 2
     data += ["54000/6000/10000"]
-    assert plots.labelled(rows, data) == [False] * 30 + [True] * 5
+    assert cost_plot.labelled(rows, data) == [False] * 30 + [True] * 5
     # Past 20 full-data rows, their single runs go unnamed too; their groups never do.
     many = [row(f"s{i}", 1) for i in range(25)] + [row("group", 3)]
-    assert plots.labelled(many, [""] * 26) == [False] * 25 + [True]
+    assert cost_plot.labelled(many, [""] * 26) == [False] * 25 + [True]
 
 
 def test_the_cost_plot_keeps_far_off_runs_on_its_bottom_edge(tmp_path: Path) -> None:
-    assert plots.accuracy_floor([0.91, 0.93, 0.90]) is None  # all within 0.15: no floor
+    assert cost_plot.accuracy_floor([0.91, 0.93, 0.90]) is None  # all within 0.15: no floor
     # Rounded down, never up: every row within 0.15 of the best stays on the axis.
-    assert plots.accuracy_floor([0.946, 0.86, 0.33]) == pytest.approx(0.79)
-    assert plots.accuracy_floor([0.946, 0.797, 0.33]) < 0.797
-    assert plots.accuracy_floor([]) is None
-    minor = [plots._seconds_minor(v) for v in (20, 40, 300, 700, 5000)]
+    assert cost_plot.accuracy_floor([0.946, 0.86, 0.33]) == pytest.approx(0.79)
+    assert cost_plot.accuracy_floor([0.946, 0.797, 0.33]) < 0.797
+    assert cost_plot.accuracy_floor([]) is None
+    minor = [cost_plot._seconds_minor(v) for v in (20, 40, 300, 700, 5000)]
     assert minor == ["20", "", "300", "", "5000"]  # 2, 3, 5 of a decade; the rest collide
     write_run(tmp_path / "r" / "far", acc=0.33, loss=2.0)
     write_run(tmp_path / "r" / "near", acc=0.93, loss=0.2)
     rows = collect_runs(None, root=tmp_path / "r")
-    plots.plot_comparison_cost(rows, tmp_path / "cost.png", ["90/10/20"] * len(rows))
+    cost_plot.plot_comparison_cost(rows, tmp_path / "cost.png", ["90/10/20"] * len(rows))
     assert_png(tmp_path / "cost.png")
 
 
@@ -480,7 +480,7 @@ def test_labels_of_near_points_are_moved_apart() -> None:
     ax.set_xlim(10, 1000), ax.set_ylim(0.8, 0.95)
     labels = [("frozen_bilinear (n=3)", 60.0, 0.8751), ("frozen_nearest (n=3)", 71.0, 0.8744),
               ("far away", 500.0, 0.81)]  # fmt: skip
-    offsets = plots._place_labels(ax, labels)
+    offsets = cost_plot._place_labels(ax, labels)
     plt.close(fig)
     assert offsets[0] == 3.0 and offsets[2] == 3.0  # the first and a lone point: beside it
     assert abs(offsets[1] - offsets[0]) >= 9.0  # the near one: a whole label height off

@@ -197,7 +197,7 @@ def test_resolve_seeds() -> None:
 
 
 def test_cost_plot_places_every_run_and_draws_subset_runs_hollow(tmp_path, monkeypatch):
-    from fmnist_tl.reporting import plots
+    from fmnist_tl.reporting import cost_plot as plots
     from fmnist_tl.reporting.runs import RunRow
 
     def row(run: str, backbone: str, stages: str, acc: float, std, n: int, wall: float):

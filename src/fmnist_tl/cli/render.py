@@ -61,8 +61,7 @@ def flip_note(test_flip: bool, alone: float | None) -> str:
 
 
 def _epochs(epochs: int | float | None) -> str:
-    # A group whose runs stopped at different epochs reports their mean; an included row
-    # (compare --include) may not record them.
+    # A group stopped at different epochs: their mean; an included row may not record them.
     if epochs is None:
         return "-"
     return f"{epochs:.1f}" if isinstance(epochs, float) else str(epochs)

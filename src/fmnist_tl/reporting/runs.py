@@ -20,7 +20,8 @@ from .. import atomic
 from ..cli.render import comparison_markdown
 from ..errors import ConfigError, MissingFileError
 from ..records import RunMetrics
-from .plots import plot_comparison, plot_comparison_cost
+from .cost_plot import plot_comparison_cost
+from .plots import plot_comparison
 from .rows_csv import read_rows, write_rows
 
 PathLike = str | os.PathLike[str]
