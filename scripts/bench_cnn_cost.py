@@ -55,7 +55,7 @@ def main() -> None:
     import numpy as np
 
     from fmnist_tl.config import load_config
-    from fmnist_tl.model import build_model
+    from fmnist_tl.models.assembly import build_model
     from fmnist_tl.training.fit import dataset
     from fmnist_tl.training.optim import compile_model
 

@@ -5,7 +5,7 @@ Runs `fmnist train CONFIG` (configs/mobilenet.yaml unless --config says otherwis
 stages twice, `finetune.activation_cache=auto` and `=off`, alternating (auto, off, auto, off,
 ... for --rounds rounds), with the same seed, data subset and split, and reports for the
 finetune stage: seconds per epoch, img/s, the stage's wall time, peak memory (VmHWM reset +
-10 ms sampler, as bench_frozen.py), test accuracy, and the ratio. The first run also fills the
+10 ms sampler, phase_memory.py), test accuracy, and the ratio. The first run also fills the
 feature cache, so later runs' stage 1 costs only the head; stage 2 is what is compared.
 
 The floor: the top sub-model (the cut onward plus the head) trained on the cached activations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_frozen import MB, RssMonitor  # noqa: E402
+from phase_memory import MB, RssMonitor  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,8 +95,9 @@ def floor(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     import keras
 
     from fmnist_tl.config import load_config
-    from fmnist_tl.model import find_backbone, unfreeze_from
+    from fmnist_tl.models.assembly import find_backbone
     from fmnist_tl.training.fit import dataset
+    from fmnist_tl.training.freezing import unfreeze_from
     from fmnist_tl.training.optim import compile_model, steps_per_epoch
     from fmnist_tl.training.splits import prepare_data
     from fmnist_tl.training.stage2 import plan_stage2, stage2_inputs
@@ -126,7 +127,7 @@ def floor(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from fmnist_tl import runtime
+    from fmnist_tl.machine import versions
 
     runs = []
     for r in range(args.rounds):
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"finetune stage: off / auto = {ratio:.2f}x; cached epoch / floor = {vs_floor:.2f}x")
     report = {
         "settings": vars(args),
-        "machine": {"cpus": os.cpu_count(), "versions": runtime.versions()},
+        "machine": {"cpus": os.cpu_count(), "versions": versions()},
         "runs": runs,
         "floor": fl,
         "ratio_finetune_stage": round(ratio, 2),

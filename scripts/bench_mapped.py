@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Stage 2's top trained on a memory-mapped activation cache against the same cache in memory.
 
-A cache read back from disk is memory-mapped (pipeline.Rows: each batch's rows are read from
+A cache read back from disk is memory-mapped (data.pipeline.Rows: each batch's rows are read from
 the mapped file), so a large cache is never copied into the process whole. This times what
 that costs: in ONE process, alternating, one epoch of the top sub-model (the cut onward plus
 the head) with a plain `fit` on the mapped rows, then on the same rows loaded into memory,
@@ -35,10 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from fmnist_tl import pipeline
     from fmnist_tl.config import load_config
-    from fmnist_tl.model import find_backbone, unfreeze_from
+    from fmnist_tl.data import pipeline
+    from fmnist_tl.models.assembly import find_backbone
     from fmnist_tl.training.fit import dataset
+    from fmnist_tl.training.freezing import unfreeze_from
     from fmnist_tl.training.optim import compile_model, steps_per_epoch
     from fmnist_tl.training.splits import prepare_data
     from fmnist_tl.training.stage2 import plan_stage2, stage2_inputs

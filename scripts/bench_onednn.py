@@ -9,7 +9,7 @@ setting. Each child, on synthetic data:
   cnn_best   fits configs/cnn_best.yaml's model (augmentation and optimizer included) for one
              epoch of --train-images images, after a warm-up epoch: training img/s
   mobilenet  extracts MobileNetV2@96 pooled features (random weights) of --infer-images images
-             through fmnist_tl.inference.infer, after a warm-up batch: inference img/s
+             through fmnist_tl.models.inference.infer, after a warm-up batch: inference img/s
 
   .venv/bin/python scripts/bench_onednn.py --rounds 3
 """
@@ -31,8 +31,8 @@ def child(train_images: int, infer_images: int) -> dict[str, float]:
     import numpy as np
 
     from fmnist_tl.config import load_config
-    from fmnist_tl.inference import infer
-    from fmnist_tl.model import build_model
+    from fmnist_tl.models.assembly import build_model
+    from fmnist_tl.models.inference import infer
     from fmnist_tl.training.fit import dataset
     from fmnist_tl.training.optim import compile_model
 

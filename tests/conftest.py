@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import gzip
 import os
 import resource
+import signal
 import struct
 import subprocess
 import sys
@@ -14,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fmnist_tl import data  # noqa: E402
+from fmnist_tl.data import sources as data  # noqa: E402
+from fmnist_tl.errors import Interrupted  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -59,16 +64,51 @@ def synthetic_dir(tmp_path_factory) -> Path:
     return write_idx(tmp_path_factory.mktemp("fmnist"), (x_tr, y_tr, x_te, y_te), gz=True)
 
 
+def outputs(root: Path, data_dir: Path | None = None) -> list[str]:
+    """--set overrides that put every output of a run under `root` (quietly), and with
+    `data_dir` read the data from there."""
+    data = [f"data.dir={data_dir}"] if data_dir is not None else []
+    return [
+        *data,
+        f"output.dir={root / 'saved_models'}",
+        f"output.log_dir={root / 'logs'}",
+        f"output.cache_dir={root / 'cache'}",
+        "runtime.verbose=silent",
+    ]
+
+
 @pytest.fixture
 def isolated(tmp_path, synthetic_dir) -> list[str]:
     """--set overrides that point data at the synthetic set and every output into tmp_path."""
-    return [
-        f"data.dir={synthetic_dir}",
-        f"output.dir={tmp_path / 'saved_models'}",
-        f"output.log_dir={tmp_path / 'logs'}",
-        f"output.cache_dir={tmp_path / 'cache'}",
-        "runtime.verbose=silent",
-    ]
+    return outputs(tmp_path, synthetic_dir)
+
+
+def one_line(text: str, *needles: str) -> str:
+    """An error as the CLI must give it: no traceback, one non-empty line, every needle in it."""
+    assert "Traceback" not in text
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def expect_error(result, code: int, *needles: str) -> str:
+    """A CliRunner result: exit `code` and `one_line`."""
+    assert result.exit_code == code, result.output
+    return one_line(result.output, *needles)
+
+
+def cli_fails(args: list[str], code: int, *needles: str) -> str:
+    """`fmnist ARGS` run in this process: exit `code` and `one_line`."""
+    from fmnist_tl.cli import app
+
+    return expect_error(CliRunner().invoke(app, args), code, *needles)
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    """Every path under `root` with its mtime: compare two to show nothing was written."""
+    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
 
 
 def run_counting_cpu(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -102,3 +142,69 @@ def assert_png(path: Path) -> None:
         pixels = np.asarray(img.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1, "PNG is a single flat colour"
     assert not list(path.parent.glob(".*.png")), "temporary file left behind"
+
+
+HISTORY_COLUMNS = [  # history.csv's, as a run writes it
+    "stage",
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+]
+
+
+def write_history(path: Path, stages: dict[str, int]) -> None:
+    """A history.csv of `stages` (name -> epochs) with plausible, falling losses."""
+    rows, epoch = [], 0
+    for stage, n in stages.items():
+        for _ in range(n):
+            epoch += 1
+            rows.append(
+                {
+                    "stage": stage,
+                    "epoch": epoch,
+                    "loss": 1 / epoch,
+                    "accuracy": 1 - 0.5 / epoch,
+                    "val_loss": 1.2 / epoch + 0.01 * epoch,
+                    "val_accuracy": 1 - 0.6 / epoch,
+                    "learning_rate": 1e-3,
+                    "seconds": 1.5,
+                }
+            )
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def epochs_in(run_dir: Path) -> list[tuple[str, int]]:
+    with (run_dir / "history.csv").open() as f:
+        return [(r["stage"], int(r["epoch"])) for r in csv.DictReader(f)]
+
+
+@contextlib.contextmanager
+def sigint_after_epoch(epoch: int):
+    """Send ourselves SIGINT right after `epoch` is committed: the real handler, a known point."""
+    from fmnist_tl.training import session
+
+    commit = session.EpochCommit.on_epoch_end
+
+    def on_epoch_end(self, e, logs=None):
+        commit(self, e, logs)
+        if e + 1 == epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(session.EpochCommit, "on_epoch_end", on_epoch_end)
+        yield
+
+
+def interrupted(run_fn, epoch: int) -> Path:
+    with sigint_after_epoch(epoch), pytest.raises(Interrupted) as info:
+        run_fn()
+    message = str(info.value)
+    assert message.startswith("SIGINT: stopped after epoch") and "resume with:" in message
+    return Path(message.rsplit("fmnist train --resume ", 1)[1])

@@ -11,31 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE
+from conftest import SMOKE, cli_fails, snapshot
 from typer.testing import CliRunner
 
-from fmnist_tl.cli import app
 from fmnist_tl.config import Config, key_table, load_config
 from fmnist_tl.errors import ConfigError
 
 runner = CliRunner()
 KEYS = key_table()
-
-
-def snapshot(root: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
-
-
-def refused(args: list[str], *needles: str) -> str:
-    """Exit 2, one line, no traceback, every needle in it."""
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for needle in needles:
-        assert needle in result.output, (needle, result.output)
-    return result.output
 
 
 def train_refused(tmp_path: Path, isolated: list[str], sets: list[str], *needles: str) -> str:
@@ -316,3 +299,8 @@ def test_tune_trials_bounded_before_any_work(tmp_path, isolated):
         args += ["--set", item]
     refused(args, "--trials 5000", "1 to 1000")
     assert snapshot(tmp_path) == before
+
+
+def refused(args: list[str], *needles: str) -> str:
+    """Exit 2, one line, no traceback, every needle in it."""
+    return cli_fails(args, 2, *needles)

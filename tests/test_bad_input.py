@@ -11,31 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import SMOKE
+from conftest import SMOKE, cli_fails, snapshot
 from typer.testing import CliRunner
 
-from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
-from fmnist_tl.images import save_png
-from fmnist_tl.model import build_model
+from fmnist_tl.data.images import save_png
+from fmnist_tl.models.assembly import build_model
 from fmnist_tl.training.trainer import train
 
 runner = CliRunner()
-
-
-def snapshot(root: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
-
-
-def fails(args: list[str], code: int, *needles: str) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for needle in needles:
-        assert needle in result.output, (needle, result.output)
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +44,19 @@ def test_bad_model_files(tmp_path, bad_models, command, synthetic_dir):
         "predict": [str(image)],
     }
     before = snapshot(bad_models["text"].parent)
-    fails([command, str(bad_models["missing"]), *extra[command]], 3, "nope.keras", "not found")
+    cli_fails([command, str(bad_models["missing"]), *extra[command]], 3, "nope.keras", "not found")
     if command != "finetune":  # finetune first needs the config saved beside the model
-        fails([command, str(bad_models["text"]), *extra[command]], 3, "notes.keras", "not a Keras")
-        fails(
+        cli_fails(
+            [command, str(bad_models["text"]), *extra[command]], 3, "notes.keras", "not a Keras"
+        )
+        cli_fails(
             [command, str(bad_models["wrong"]), *extra[command]],
             2,
             "wrong_shape.keras",
             "(None, 28, 28, 1)",
         )
     else:
-        fails([command, str(bad_models["wrong"])], 3, "no config.yaml beside the model")
+        cli_fails([command, str(bad_models["wrong"])], 3, "no config.yaml beside the model")
     assert snapshot(bad_models["text"].parent) == before
 
 
@@ -78,13 +64,13 @@ def test_unwritable_output_folder(tmp_path, isolated):
     blocker = tmp_path / "afile"
     blocker.write_text("a file where a folder should be")
     args = ["train", str(SMOKE), *sum((["--set", o] for o in isolated), [])]
-    fails([*args, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir", str(blocker))
+    cli_fails([*args, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir", str(blocker))
     assert blocker.read_text() == "a file where a folder should be"
 
 
 def test_diverging_loss_stops_with_stage_epoch_and_learning_rate(tmp_path, isolated):
     args = ["train", str(SMOKE), *sum((["--set", o] for o in isolated), [])]
-    out = fails(
+    out = cli_fails(
         [*args, "--set", "train.learning_rate=1e8", "--set", "train.epochs=3"],
         4,
         "stage head",
@@ -95,13 +81,13 @@ def test_diverging_loss_stops_with_stage_epoch_and_learning_rate(tmp_path, isola
     (run,) = (tmp_path / "saved_models").iterdir()
     assert not (run / "best.keras").exists() and not (run / "metrics.json").exists()
     before = snapshot(tmp_path)
-    fails(["train", "--resume", str(run)], 2, "diverged", "lower learning rate")
+    cli_fails(["train", "--resume", str(run)], 2, "diverged", "lower learning rate")
     assert snapshot(tmp_path) == before
 
 
 def test_divergence_in_stage2_keeps_the_stage1_model(tmp_path, isolated):
     args = ["train", str(SMOKE), *sum((["--set", o] for o in isolated), [])]
-    out = fails(
+    out = cli_fails(
         [
             *args,
             "--set",
@@ -163,14 +149,14 @@ def test_finetune_a_bad_model_that_has_a_config_beside_it(tmp_path, saved_run, b
     for name in ("text", "wrong"):
         (tmp_path / bad_models[name].name).write_bytes(bad_models[name].read_bytes())
     before = snapshot(tmp_path)
-    fails(["finetune", str(tmp_path / "notes.keras")], 3, "notes.keras", "not a Keras model")
-    fails(["finetune", str(tmp_path / "wrong_shape.keras")], 2, "(None, 28, 28, 1)")
+    cli_fails(["finetune", str(tmp_path / "notes.keras")], 3, "notes.keras", "not a Keras model")
+    cli_fails(["finetune", str(tmp_path / "wrong_shape.keras")], 2, "(None, 28, 28, 1)")
     assert snapshot(tmp_path) == before
 
 
 def test_finetune_unknown_layer_lists_the_valid_ones(saved_run):
     before = snapshot(saved_run)
-    fails(
+    cli_fails(
         ["finetune", str(saved_run / "best.keras"), "--unfreeze-from", "blokc2"],
         2,
         "'blokc2'",
@@ -186,8 +172,8 @@ def test_unwritable_places_for_evaluate_and_finetune(tmp_path, saved_run, synthe
     model = str(saved_run / "best.keras")
     report = blocker / "sub" / "eval.json"
     args = ["evaluate", model, "--output", str(report), "--data-dir", str(synthetic_dir)]
-    fails(args, 3, "eval.json", "cannot write")
-    fails(["finetune", model, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir")
+    cli_fails(args, 3, "eval.json", "cannot write")
+    cli_fails(["finetune", model, "--set", f"output.dir={blocker / 'sub'}"], 3, "output.dir")
     assert snapshot(tmp_path) == before and snapshot(saved_run) == before_run
 
 
@@ -208,7 +194,7 @@ def test_predict_files_that_are_not_images(tmp_path, saved_run):
         (folder, "it is a directory"),
         (tmp_path / "missing.png", "no such file"),
     ):
-        fails(["predict", model, str(good), str(bad)], 3, bad.name, reason)
+        cli_fails(["predict", model, str(good), str(bad)], 3, bad.name, reason)
     assert snapshot(tmp_path) == before
 
 

@@ -21,15 +21,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import SMOKE, learnable, run_counting_cpu, write_idx
+from conftest import SMOKE, expect_error, learnable, run_counting_cpu, write_idx
 from typer.testing import CliRunner
 
-from fmnist_tl import atomic, data
+from fmnist_tl import atomic
 from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
+from fmnist_tl.data import sources as data
+from fmnist_tl.data.images import save_png
 from fmnist_tl.errors import PATH_SHOWN, MissingFileError
-from fmnist_tl.images import save_png
-from fmnist_tl.model import build_model
+from fmnist_tl.models.assembly import build_model
 from fmnist_tl.training import cache
 
 runner = CliRunner()
@@ -45,17 +46,6 @@ def tree(root: Path, *skip: Path) -> dict[str, tuple[int, int]]:
         st = p.lstat()
         found[str(p.relative_to(root))] = (st.st_size if p.is_file() else 0, st.st_mtime_ns)
     return found
-
-
-def one_line(result, code: int, *needles: str) -> str:
-    """The CLI's answer: `code`, a single line holding every needle, no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
@@ -103,7 +93,7 @@ def test_log_folder_that_is_a_file(world):
     blocker.write_text("not a folder")
     with unchanged(world):
         args = ["train", str(SMOKE), *sets(world, f"output.log_dir={blocker}")]
-        one_line(runner.invoke(app, args), 3, "output.log_dir", str(blocker), "a file where")
+        expect_error(runner.invoke(app, args), 3, "output.log_dir", str(blocker), "a file where")
 
 
 @pytest.mark.parametrize("kind, what", [("missing", "not found"), ("folder", "is a folder")])
@@ -114,14 +104,14 @@ def test_weights_path_that_is_no_file(world, kind, what):
     with unchanged(world):
         args = ["train", str(SMOKE), *sets(world, f"model.weights={weights}")]
         needles = ("model.weights", str(weights), what, "give an existing weights file")
-        one_line(runner.invoke(app, args), 3, *needles)
+        expect_error(runner.invoke(app, args), 3, *needles)
 
 
 def test_a_path_too_long_is_shortened_in_the_message(world):
     long = world["root"] / "/".join(["d" * 200] * 25)  # 5,000 characters
     with unchanged(world):
         args = ["train", str(SMOKE), *sets(world, f"output.dir={long}")]
-        line = one_line(runner.invoke(app, args), 3, "output.dir", "too long", "shorter path")
+        line = expect_error(runner.invoke(app, args), 3, "output.dir", "too long", "shorter path")
     assert len(line) < 2 * PATH_SHOWN + 100 and "..." in line
 
 
@@ -135,7 +125,7 @@ def test_json_report_path_that_is_a_folder(world):
     )
     with unchanged(world):
         args = ["evaluate", model, option, f"{folder}/", "--data-dir", str(world["data"])]
-        one_line(runner.invoke(app, args), 3, str(folder), "is a folder", "give a file path")
+        expect_error(runner.invoke(app, args), 3, str(folder), "is a folder", "give a file path")
     with pytest.raises(MissingFileError, match="is a folder"):  # the API's write, too
         atomic.write_json(folder, {"accuracy": 1.0})
     assert list(folder.iterdir()) == []
@@ -146,7 +136,7 @@ def test_a_model_path_that_is_a_folder(world):
         for command in ("evaluate", "finetune", "predict"):
             extra = [str(world["root"] / "x.png")] if command == "predict" else []
             result = runner.invoke(app, [command, str(world["models"]), *extra])
-            one_line(result, 3, str(world["models"]), "is a folder, not a model file")
+            expect_error(result, 3, str(world["models"]), "is a folder, not a model file")
 
 
 @contextlib.contextmanager
@@ -183,7 +173,9 @@ def test_a_full_disk_names_the_file_and_what_to_do(world, monkeypatch):
         (world["root"] / "logs").mkdir()
         with unchanged(world, out, world["root"] / "logs"):  # the run's folder, its TB logs
             args = ["train", str(SMOKE), *sets(world, f"output.dir={out}")]
-            line = one_line(runner.invoke(app, args), 3, "No space left on device", "free space")
+            line = expect_error(
+                runner.invoke(app, args), 3, "No space left on device", "free space"
+            )
         (run_dir,) = out.iterdir()
         assert str(run_dir) in line
         # What is left in the run's folder is whole: no temporary file of the failed write.
@@ -233,7 +225,7 @@ def test_degenerate_data(world, case, code, needles):
         extra = ["data.train_limit=38", f"data.val_split={split}"]
     with unchanged(world):
         args = ["train", str(SMOKE), *sets(world, f"data.dir={folder}", *extra)]
-        one_line(runner.invoke(app, args), code, *needles)
+        expect_error(runner.invoke(app, args), code, *needles)
 
 
 # -- class 8: a missing model is found before TensorFlow loads ------------------------------

@@ -23,29 +23,19 @@ from typer.testing import CliRunner
 
 from fmnist_tl import atomic
 from fmnist_tl.cli import app
+from fmnist_tl.layout import RunPaths
 from fmnist_tl.training import publish
 
 SAME_WORK = ["train.epochs=3", "train.patience=null", "output.update_best=true"]
 
 
-def test_two_runs_at_once_leave_the_better_best_keras_loadable_throughout(tmp_path, isolated):
+def wait_loading(
+    procs: dict[str, subprocess.Popen], best: Path
+) -> tuple[dict[str, int], list[int], list[str]]:
+    """Wait for the runs while loading `best` over and over: their exit codes, how many loads
+    succeeded, and every failure to load (what a reader racing the publishers would meet)."""
     import keras
 
-    root = tmp_path / "saved_models"
-    best = root / "best.keras"
-    # The same work, so they finish together; a learning rate 300x lower learns far less.
-    arms = {"good": "train.learning_rate=0.003", "poor": "train.learning_rate=0.00001"}
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "fmnist_tl.cli", "train", str(SMOKE)]
-            + sets([*isolated, *SAME_WORK, lr, f"output.name={name}"]),
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / f"{name}.err").open("w"),
-            env={**os.environ, "TMPDIR": str(tmp_path)},
-            cwd=tmp_path,
-        )
-        for name, lr in arms.items()
-    }
     loads, failures, stop = [0], [], threading.Event()
 
     def poll() -> None:
@@ -71,6 +61,26 @@ def test_two_runs_at_once_leave_the_better_best_keras_loadable_throughout(tmp_pa
         time.sleep(0.3)  # a last look at the final best.keras
         stop.set()
         poller.join(timeout=30)
+    return codes, loads, failures
+
+
+def test_two_runs_at_once_leave_the_better_best_keras_loadable_throughout(tmp_path, isolated):
+    root = tmp_path / "saved_models"
+    best = root / "best.keras"
+    # The same work, so they finish together; a learning rate 300x lower learns far less.
+    arms = {"good": "train.learning_rate=0.003", "poor": "train.learning_rate=0.00001"}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "fmnist_tl.cli", "train", str(SMOKE)]
+            + sets([*isolated, *SAME_WORK, lr, f"output.name={name}"]),
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"{name}.err").open("w"),
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+            cwd=tmp_path,
+        )
+        for name, lr in arms.items()
+    }
+    codes, loads, failures = wait_loading(procs, best)
     errs = {n: (tmp_path / f"{n}.err").read_text()[-1500:] for n in arms}
     assert codes == {"good": 0, "poor": 0}, errs
     assert not failures, failures[:3]
@@ -99,7 +109,7 @@ def _publisher(run_dirs: list[str], setup: dict, barrier, accuracies: list[float
     """One process: publish run i at the same instant as the other process, every round."""
     for run_dir, accuracy in zip(run_dirs, accuracies, strict=True):
         barrier.wait(timeout=60)
-        publish.publish(Path(run_dir), accuracy, setup)
+        publish.publish(RunPaths(Path(run_dir)), accuracy, setup)
 
 
 def fake_run(root: Path, name: str, payload: bytes) -> Path:
@@ -148,22 +158,22 @@ def test_publishers_at_the_same_instant_keep_the_better_one(tmp_path):
 def test_best_keras_is_replaced_only_by_a_better_model_on_the_same_test_setup(tmp_path):
     setup = {"data_source": "x", "test_images": 100, "test_sha256": "ab", "test_flip": False}
     first = fake_run(tmp_path, "r1", b"first")
-    assert "is now this run" in publish.publish(first, 0.69, setup)
+    assert "is now this run" in publish.publish(RunPaths(first), 0.69, setup)
     worse = fake_run(tmp_path, "r2", b"worse")
-    line = publish.publish(worse, 0.10, setup)
+    line = publish.publish(RunPaths(worse), 0.10, setup)
     assert "kept" in line and "0.6900" in line and "0.1000" in line
     assert (tmp_path / "best.keras").read_bytes() == b"first"
     assert (tmp_path / "latest.keras").read_bytes() == b"worse"  # every run is the latest
     assert (tmp_path / "latest.config.yaml").read_text() == "# r2\n"
     other = fake_run(tmp_path, "r3", b"flip")
-    line = publish.publish(other, 0.99, {**setup, "test_flip": True})
+    line = publish.publish(RunPaths(other), 0.99, {**setup, "test_flip": True})
     assert "another test setup" in line and (tmp_path / "best.keras").read_bytes() == b"first"
     better = fake_run(tmp_path, "r4", b"better")
-    publish.publish(better, 0.70, setup)
+    publish.publish(RunPaths(better), 0.70, setup)
     assert (tmp_path / "best.keras").read_bytes() == b"better"
     # A publisher killed mid-copy left its temporary; the next one removes it.
     (tmp_path / ".best.x1y2z3.keras").write_bytes(b"half")
-    publish.publish(fake_run(tmp_path, "r5", b"r5"), 0.1, setup)
+    publish.publish(RunPaths(fake_run(tmp_path, "r5", b"r5")), 0.1, setup)
     assert not list(tmp_path.glob(".best.*"))
     # `fmnist finetune` with no MODEL starts from latest.keras, pinned to its run folder's file.
     assert publish.pinned(tmp_path / "latest.keras") == (tmp_path / "r5" / "best.keras").resolve()

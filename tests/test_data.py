@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, write_idx
 
-from fmnist_tl import data, pipeline
 from fmnist_tl.classes import CLASS_NAMES
+from fmnist_tl.data import pipeline
+from fmnist_tl.data import sources as data
 from fmnist_tl.errors import ConfigError, DataError
 
 IDX = data.IDX_NAMES  # train images, train labels, test images, test labels

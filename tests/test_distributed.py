@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import SMOKE
+from conftest import SMOKE, outputs
 
 FMNIST = str(Path(sys.executable).with_name("fmnist"))
 LIMIT_S = 150  # every process of a test must have ended by then
@@ -60,16 +60,6 @@ def kt_env(role: str, port: int) -> dict[str, str]:
         "KERASTUNER_ORACLE_IP": "127.0.0.1",
         "KERASTUNER_ORACLE_PORT": str(port),
     }
-
-
-def outputs(root: Path, synthetic_dir: Path) -> list[str]:
-    return [
-        f"data.dir={synthetic_dir}",
-        f"output.dir={root / 'saved_models'}",
-        f"output.log_dir={root / 'logs'}",
-        f"output.cache_dir={root / 'cache'}",
-        "runtime.verbose=silent",
-    ]
 
 
 def test_tune_chief_and_two_workers_run_every_trial_once(tmp_path, synthetic_dir):

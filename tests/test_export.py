@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMOKE
+from conftest import SMOKE, one_line
 from typer.testing import CliRunner
 
-from fmnist_tl import export as ex
 from fmnist_tl.cli import app
+from fmnist_tl.evaluation import export as ex
 
 runner = CliRunner()
 CHECK = re.compile(
@@ -47,12 +47,6 @@ def trained(tmp_path_factory, synthetic_dir) -> tuple[Path, Path]:
 
 def export(model: Path, data_dir: Path, *args: str):
     return runner.invoke(app, ["export", str(model), "--data-dir", str(data_dir), *args])
-
-
-def one_line(output: str) -> str:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, output
-    return lines[0]
 
 
 def leftovers(folder: Path) -> list[Path]:
@@ -96,9 +90,9 @@ def run_export(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
     ],
 )
 def test_each_format_is_checked_against_keras_and_kept(trained, fmt, quantize, written):
-    from fmnist_tl.data import load_fashion_mnist
-    from fmnist_tl.evaluation import load_classifier
-    from fmnist_tl.inference import infer
+    from fmnist_tl.data.sources import load_fashion_mnist
+    from fmnist_tl.evaluation.report import load_classifier
+    from fmnist_tl.models.inference import infer
 
     model, data_dir = trained
     result = export(model, data_dir, "--format", fmt, "--quantize", quantize)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist_tl.data.images import load_images, save_png
 from fmnist_tl.errors import MissingFileError
-from fmnist_tl.images import load_images, save_png
 
 FMNIST_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 

@@ -24,7 +24,8 @@ import pytest
 from conftest import SMOKE
 from test_resume import ARTIFACTS, epochs_in, sets
 
-from fmnist_tl.training.runfolder import TMP, RunState
+from fmnist_tl.layout import TMP
+from fmnist_tl.training.runfolder import RunFolder
 
 HEAD_EPOCHS, FINETUNE_EPOCHS = 4, 4
 STAGES = [
@@ -123,7 +124,7 @@ def test_ten_random_sigkills_then_resume_gives_a_complete_clean_run(tmp_path, is
             mid_save += bool(saving(run))
             log.append(f"{kind}@{committed(run)}{'*' if saving(run) else ''}")
             # A hard kill never leaves an unreadable resume point, nor anything in TMPDIR.
-            assert RunState.load(run).complete is False
+            assert RunFolder(run).load_state().complete is False
             assert not list((tmp_path / "systmp").rglob("*")), f"kill {n}: system temp used"
         assert len(procs) == KILLS
         procs.append(final := spawn(tmp_path, ["--resume", str(run)], KILLS))
@@ -206,7 +207,7 @@ def test_a_full_disk_mid_save_leaves_no_partial_file(tmp_path, isolated, monkeyp
     names = {p.name for p in run.iterdir()}
     assert not [n for n in names if n.startswith(".")], names  # no .last.*.keras, no .tmp
     assert names <= ARTIFACTS | {"last.keras", "last.prev.keras"}
-    assert RunState.load(run).epochs_done == 1
+    assert RunFolder(run).load_state().epochs_done == 1
     monkeypatch.setattr(keras.Model, "save", real_save)
     resumed = runner.invoke(app, ["train", "--resume", str(run)])
     assert resumed.exit_code == 0, resumed.output

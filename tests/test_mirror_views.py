@@ -17,13 +17,20 @@ from test_resume import EXACT
 from test_stage2_cache import MOBILENET, STAGE2, imagenet_weights
 from test_training import backbone_weights
 
-from fmnist_tl import data, pipeline, runtime
 from fmnist_tl.config import load_config
-from fmnist_tl.model import build_model
+from fmnist_tl.data import pipeline
+from fmnist_tl.data import sources as data
+from fmnist_tl.models.assembly import build_model
+from fmnist_tl.training import runtime
 from fmnist_tl.training.features import FeatureStore
 from fmnist_tl.training.splits import prepare_data
 from fmnist_tl.training.stage1 import stage1_inputs
-from fmnist_tl.training.stage2 import plan_stage2, pool_activations, stage2_inputs
+from fmnist_tl.training.stage2 import (
+    BackbonePass,
+    plan_stage2,
+    pool_activations,
+    stage2_inputs,
+)
 from fmnist_tl.training.trainer import train
 
 
@@ -87,7 +94,8 @@ def test_the_caches_hold_each_image_and_its_mirror_image(tmp_path, synthetic_dir
     for view, images in ((0, x), (1, pipeline.mirror(x))):
         expected = np.asarray(plan.parts.bottom(images, training=False))
         np.testing.assert_allclose(acts[:, view], expected, rtol=2e-3, atol=2e-3)
-    fit_data = stage2_inputs(config, built.model, splits, plan, (acts, info)).data
+    done = BackbonePass(plan, splits.x_pool, tmp_path / "cache", activations=(acts, info))
+    fit_data = stage2_inputs(config, built.model, splits, plan, done).data
     assert fit_data.views and fit_data.x_train.shape[1] == 2
     assert fit_data.x_val.shape[1:] == acts.shape[2:]  # validation sees the images unflipped
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fmnist_tl.backbones import BACKBONES
 from fmnist_tl.config import load_config
-from fmnist_tl.inference import INFER_BATCH, infer
-from fmnist_tl.model import build_model, preprocessing, unfreeze_from
+from fmnist_tl.config.backbones import BACKBONES
+from fmnist_tl.models.assembly import build_model
+from fmnist_tl.models.inference import INFER_BATCH, infer
+from fmnist_tl.models.preprocessing import Preprocessing
+from fmnist_tl.training.freezing import unfreeze_from
 
 APPS = {
     "mobilenet_v2": keras.applications.mobilenet_v2.preprocess_input,
@@ -34,7 +36,7 @@ def pixels() -> np.ndarray:
 @pytest.mark.parametrize("method", METHODS)
 def test_preprocessing_matches_preprocess_input(pixels, backbone, method):
     """Resize with the configured interpolation, gray->RGB, then the backbone's own scaling."""
-    got = preprocessing(BACKBONES[backbone], 40, method)(pixels).numpy()
+    got = Preprocessing.for_backbone(BACKBONES[backbone], 40, method).model()(pixels).numpy()
     rgb = tf.image.resize(np.repeat(pixels, 3, axis=-1), (40, 40), method=method).numpy()
     want = APPS[backbone](rgb.copy())
     assert got.shape == (4, 40, 40, 3)
@@ -42,7 +44,8 @@ def test_preprocessing_matches_preprocess_input(pixels, backbone, method):
 
 
 def test_interpolation_is_honoured(pixels):
-    out = {m: preprocessing(BACKBONES["mobilenet_v2"], 40, m)(pixels).numpy() for m in METHODS}
+    mobilenet = BACKBONES["mobilenet_v2"]
+    out = {m: Preprocessing.for_backbone(mobilenet, 40, m).model()(pixels).numpy() for m in METHODS}
     for a in METHODS:
         for b in METHODS:
             if a < b:
@@ -50,7 +53,7 @@ def test_interpolation_is_honoured(pixels):
 
 
 def test_from_scratch_models_see_unit_range(pixels):
-    got = preprocessing(BACKBONES["cnn"], 28, "bilinear")(pixels).numpy()
+    got = Preprocessing.for_backbone(BACKBONES["cnn"], 28, "bilinear").model()(pixels).numpy()
     np.testing.assert_allclose(got, pixels / 255.0, rtol=1e-6)
 
 

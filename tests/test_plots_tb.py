@@ -42,7 +42,7 @@ def history_rows() -> list[dict]:
 def figures(monkeypatch) -> list:
     """Every figure a plot function saves, kept open for inspection (then saved as usual)."""
     kept = []
-    save = plots._save
+    save = plots.save_figure
 
     def keep(fig, path):
         fig.canvas.draw()  # lay out ticks and the legend as the PNG has them
@@ -63,7 +63,7 @@ def figures(monkeypatch) -> list:
         )
         save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     return kept
 
 

@@ -6,7 +6,7 @@ stage 2 that improves on them, and a record of exactly which weights a result ca
 from __future__ import annotations
 
 import pytest
-from conftest import REPO
+from conftest import REPO, outputs
 
 from fmnist_tl import atomic
 from fmnist_tl.config import load_config
@@ -21,14 +21,6 @@ SMALL = [
     "train.epochs=8",
     "runtime.verbose=silent",
 ]
-
-
-def outputs(tmp_path) -> list[str]:
-    return [
-        f"output.dir={tmp_path / 'saved_models'}",
-        f"output.log_dir={tmp_path / 'logs'}",
-        f"output.cache_dir={tmp_path / 'cache'}",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +76,7 @@ def test_metrics_name_the_exact_weights_file(frozen, weights):
 def test_a_head_only_run_is_tested_on_features_as_the_model_on_images(tmp_path, frozen):
     """The run's test figures come from the head on the test images' cached features; they
     are what `fmnist evaluate` gets running the saved model on the images."""
-    from fmnist_tl.evaluation import evaluate
+    from fmnist_tl.evaluation.report import evaluate
 
     def streamed(test_flip: bool) -> dict:
         out = tmp_path / f"flip-{test_flip}.json"

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fmnist_tl.classes import CLASS_NAMES
 from fmnist_tl.cli import app
 from fmnist_tl.errors import FmnistError
-from fmnist_tl.repeat import resolve_seeds
+from fmnist_tl.experiments.seeds import resolve_seeds
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 RUNS = "runs"  # output.dir, relative to the test's working directory
@@ -35,7 +35,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def fmnist():
-    from fmnist_tl.data import load_fashion_mnist
+    from fmnist_tl.data.sources import load_fashion_mnist
 
     try:
         return load_fashion_mnist()
@@ -133,8 +133,9 @@ def test_compare_without_runs_exits_3(tmp_path, monkeypatch) -> None:
 
 
 def test_predict_top1_matches_evaluation(repeated, fmnist, monkeypatch) -> None:
-    from fmnist_tl.evaluation import evaluate_arrays, load_classifier
-    from fmnist_tl.images import save_png
+    from fmnist_tl.data.images import save_png
+    from fmnist_tl.evaluation.report import load_classifier
+    from fmnist_tl.evaluation.scores import evaluate_arrays
 
     work, group, _ = repeated
     monkeypatch.chdir(work)
@@ -198,7 +199,7 @@ def test_resolve_seeds() -> None:
 
 def test_cost_plot_places_every_run_and_draws_subset_runs_hollow(tmp_path, monkeypatch):
     from fmnist_tl.reporting import cost_plot as plots
-    from fmnist_tl.reporting.runs import RunRow
+    from fmnist_tl.reporting.rows import RunRow
 
     def row(run: str, backbone: str, stages: str, acc: float, std, n: int, wall: float):
         return RunRow(run, backbone, 96, "bilinear", "none", stages, 10, acc, std, 0.3, None,
@@ -211,7 +212,7 @@ def test_cost_plot_places_every_run_and_draws_subset_runs_hollow(tmp_path, monke
     ]
     data = ["54000/6000/10000", "18000/2000/10000", "54000/6000/10000"]
     shown = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: shown.update(fig=fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: shown.update(fig=fig))
     plots.plot_comparison_cost(rows, tmp_path / "cost.png", data)
     ax = shown["fig"].axes[0]
     points = [  # the data points, not the error bars' caps

@@ -17,9 +17,9 @@ from conftest import REPO, SMOKE
 from test_resume import EXACT, assert_same_run, interrupted
 from test_training import backbone_weights, saved_backbone
 
-from fmnist_tl import runtime
 from fmnist_tl.config import load_config
-from fmnist_tl.model import build_model
+from fmnist_tl.models.assembly import build_model
+from fmnist_tl.training import runtime
 from fmnist_tl.training.activations import cache_key, find_cut, split_model
 from fmnist_tl.training.trainer import finetune, resume_run, train
 

@@ -20,7 +20,7 @@ from conftest import SMOKE, assert_png
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
-from fmnist_tl.reporting.runs import mean_std
+from fmnist_tl.reporting.tables import mean_std
 
 runner = CliRunner()
 FMNIST = Path(sys.executable).with_name("fmnist")

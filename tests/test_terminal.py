@@ -203,7 +203,7 @@ def test_json_means_the_result_on_stdout(quiet_run, tmp_path):
     assert printed["n"] == 20 and printed["json_path"] == str(target)
     assert json.loads(target.read_text())["accuracy"] == printed["accuracy"]
     assert not (run / "evaluation.limit20.json").exists()  # --output says where
-    from fmnist_tl.images import save_png
+    from fmnist_tl.data.images import save_png
 
     image = tmp_path / "x.png"
     save_png(__import__("numpy").zeros((28, 28), "uint8"), image)

@@ -11,9 +11,9 @@ from conftest import SMOKE
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
-from fmnist_tl.data import load_fashion_mnist
-from fmnist_tl.evaluation import saved_test_flip
-from fmnist_tl.images import save_png
+from fmnist_tl.data.images import save_png
+from fmnist_tl.data.sources import load_fashion_mnist
+from fmnist_tl.evaluation.report import saved_test_flip
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import SMOKE
 
 from fmnist_tl.config import load_config
-from fmnist_tl.model import build_model
+from fmnist_tl.models.assembly import build_model
 from fmnist_tl.training.trainer import finetune, train
 
 BN_STATS = ("moving_mean", "moving_variance")
@@ -99,7 +99,7 @@ def test_stage2_changes_only_layers_from_unfreeze_from_and_no_bn_statistic(tmp_p
         layer = key.split("/")[-2]
         assert layer in unfrozen, f"{key} moved but is before block_15"
         assert not any(s in key for s in BN_STATS), f"BatchNorm statistic {key} moved"
-    # Random MobileNetV2 activations nearly vanish (DESIGN.md), so not every unfrozen kernel
+    # Random MobileNetV2 activations nearly vanish (docs/design.md), so not every unfrozen kernel
     # gets a gradient; the last ones must.
     assert {"Conv_1/kernel", "block_16_project/kernel"} <= changed
 
@@ -143,7 +143,7 @@ def test_feature_cache_is_reused_and_keyed(tmp_path, isolated):
 
 
 def test_random_frozen_backbone_is_not_the_default(tmp_path, isolated):
-    """weights: none trains the backbone from scratch (DESIGN.md: frozen random is useless)."""
+    """weights: none trains the backbone from scratch (docs/design.md: frozen random is useless)."""
     config = load_config(None, [*isolated, *CNN, "model.weights=none", "train.epochs=1"])
     result = train(config)
     assert "feature_cache" not in result.metrics.to_dict()["stages"][0]
@@ -164,45 +164,23 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     )
 
 
-def test_train_finetune_evaluate_through_the_cli(tmp_path, synthetic_dir):
-    """Real subprocesses, the way a user runs them, writing every promised artifact."""
-    config = tmp_path / "exp.yaml"
-    config.write_text(SMOKE.read_text() + "\n# test overrides\n")
-    common = [
-        "--set",
-        f"data.dir={synthetic_dir}",
-        "--set",
-        "data.train_limit=null",
-        "--set",
-        "data.test_limit=null",
-        "--set",
-        "output.update_best=true",
-        "--set",
-        "train.epochs=3",
-        "--set",
-        "finetune.epochs=1",
-        "--set",
-        "finetune.unfreeze_from=block2",
-    ]
-    done = cli("train", str(config), *common, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "test accuracy" in done.stdout and "tensorboard --logdir logs/fit" in done.stdout
-    runs = [p for p in (tmp_path / "saved_models").iterdir() if p.is_dir()]
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.name.startswith("exp-")
-    for name in (
-        "best.keras",
-        "config.yaml",
-        "history.csv",
-        "metrics.json",
-        "evaluation.json",
-        "history.png",
-        "evaluation_confusion.png",
-        "evaluation_misclassified.png",
-    ):
+RUN_FILES = (
+    "best.keras",
+    "config.yaml",
+    "history.csv",
+    "metrics.json",
+    "evaluation.json",
+    "history.png",
+    "evaluation_confusion.png",
+    "evaluation_misclassified.png",
+)
+
+
+def assert_run_artifacts(run: Path, log_root: Path) -> dict:
+    """Every promised file of a two-stage run, its metrics and history, and its TensorBoard
+    scalars read back with TF; returns metrics.json."""
+    for name in RUN_FILES:
         assert (run / name).is_file(), name
-    assert (tmp_path / "saved_models" / "best.keras").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert [s["name"] for s in metrics["stages"]] == ["head", "finetune"]
     assert metrics["test"]["accuracy"] > 0.5  # the synthetic classes are learnable
@@ -214,27 +192,35 @@ def test_train_finetune_evaluate_through_the_cli(tmp_path, synthetic_dir):
         rows = list(csv.DictReader(f))
     assert [r["stage"] for r in rows][-1] == "finetune"
     assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
-
-    # TensorBoard event files hold the per-epoch scalars, read back with TF.
     import tensorflow as tf
 
     tags = set()
-    for event_file in (tmp_path / "logs" / "fit" / run.name).rglob("events.out.tfevents*"):
+    for event_file in (log_root / run.name).rglob("events.out.tfevents*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             tags.update(v.tag for v in event.summary.value)
     assert {"epoch_loss", "epoch_accuracy"} <= tags
+    return metrics
+
+
+def test_train_finetune_evaluate_through_the_cli(tmp_path, synthetic_dir):
+    """Real subprocesses, the way a user runs them, writing every promised artifact."""
+    config = tmp_path / "exp.yaml"
+    config.write_text(SMOKE.read_text() + "\n# test overrides\n")
+    overrides = [f"data.dir={synthetic_dir}", "data.train_limit=null", "data.test_limit=null"]
+    overrides += ["output.update_best=true", "train.epochs=3", "finetune.epochs=1"]
+    overrides += ["finetune.unfreeze_from=block2"]
+    done = cli("train", str(config), *(a for o in overrides for a in ("--set", o)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout and "tensorboard --logdir logs/fit" in done.stdout
+    (run,) = [p for p in (tmp_path / "saved_models").iterdir() if p.is_dir()]
+    assert run.name.startswith("exp-")
+    assert (tmp_path / "saved_models" / "best.keras").is_file()
+    metrics = assert_run_artifacts(run, tmp_path / "logs" / "fit")
 
     # Evaluate: table on screen, JSON with the promised keys, identical accuracy.
     report = tmp_path / "eval.json"
-    done = cli(
-        "evaluate",
-        str(run / "best.keras"),
-        "--output",
-        str(report),
-        "--data-dir",
-        str(synthetic_dir),
-        cwd=tmp_path,
-    )
+    args = ["--output", str(report), "--data-dir", str(synthetic_dir)]
+    done = cli("evaluate", str(run / "best.keras"), *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Ankle boot" in done.stdout
     evaluation = json.loads(report.read_text())

@@ -20,13 +20,13 @@ _API = {
     "train": "training.trainer",
     "finetune": "training.trainer",
     "resume_run": "training.trainer",
-    "evaluate": "evaluation",
-    "run_repeated": "repeat",
-    "compare_runs": "reporting.runs",
-    "predict_images": "predict",
-    "tune": "tuning",
-    "export_model": "export",
-    "run_sweep": "study",
+    "evaluate": "evaluation.report",
+    "run_repeated": "experiments.repeat",
+    "compare_runs": "reporting.compare",
+    "predict_images": "evaluation.predict",
+    "tune": "experiments.tune.search",
+    "export_model": "evaluation.export",
+    "run_sweep": "experiments.sweep",
 }
 
 __all__ = ["__version__", *_API]

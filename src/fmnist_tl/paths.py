@@ -10,10 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError, MissingFileError, os_failure, short_path
+from .layout import published_files
 
 
 def check_model_file(path: str | os.PathLike[str]) -> Path:
@@ -147,17 +149,6 @@ def unwritable(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-PUBLISHED = ("best", "latest")  # what a run with output.update_best publishes in output.dir
-PUBLISHED_SUFFIXES = (".keras", ".config.yaml", ".json")  # the model, its config, its record
-PUBLISH_LOCK = ".publish.lock"  # the one lock file in output.dir
-
-
-def published_files(root: str | os.PathLike[str]) -> list[Path]:
-    """best.keras, best.config.yaml, best.json, latest.* and the lock: what `publish` writes."""
-    files = [Path(root) / f"{n}{s}" for n in PUBLISHED for s in PUBLISHED_SUFFIXES]
-    return [*files, Path(root) / PUBLISH_LOCK]
-
-
 def check_run_outputs(output: Any, *, publish: bool | None = None) -> None:
     """output.dir, output.log_dir and output.cache_dir (the config's `output` section) can be
     written and, when the run publishes (default output.update_best), its best.* and latest.*
@@ -172,6 +163,28 @@ def check_run_outputs(output: Any, *, publish: bool | None = None) -> None:
         root = expand_path(output.dir, "output.dir")
         for target in published_files(root):
             check_not_folder(target, "output.dir")
+
+
+def fresh_folder(root: Path, name: str, what: str = "run") -> Path:
+    """A new folder <root>/<name>-<timestamp>[-k] for a run, a repeat group, a study or a tune.
+
+    `mkdir` without exist_ok is the claim, so two processes never share a folder.
+    """
+    base = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_failure(exc, root, key="output.dir") from None
+    for n in range(1, 1000):
+        folder = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise os_failure(exc, folder, key="output.dir") from None
+    raise MissingFileError(f"output.dir: too many {what}s named {base} in {root}")
 
 
 def _check_lengths(p: Path) -> None:

@@ -1,4 +1,4 @@
-"""Progress on stderr for the phases that take time, and one header line per training stage.
+"""Progress on stderr for the phases that take time, and plain lines above it.
 
 Bars are rich.progress bars (count, rate, elapsed and time left), drawn only when stderr is a
 terminal, so logs and pipes stay clean; FMNIST_PROGRESS=0 turns them off on a terminal too.
@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.progress import Progress, Task
     from rich.text import Text
-
-    from .config import Config
 
 Advance = Callable[[int], None]
 _live: list[Progress] = []  # the one display, while any phase runs
@@ -127,23 +125,3 @@ def say(text: str) -> None:
         _live[0].console.print(escape(text), highlight=False, soft_wrap=True)
         return
     print(text, file=sys.stderr, flush=True)
-
-
-def stage_header(config: Config, stages: list[str], stage: str, *, on_features: bool) -> None:
-    """ "stage 1/2 head: ..." before a stage's epochs (not with runtime.verbose: silent)."""
-    from .records import FINETUNE
-
-    if config.runtime.verbose == "silent":
-        return
-    sched = config.schedule(stage)
-    index = stages.index(stage) + 1 if stage in stages else 1
-    total = max(len(stages), index)
-    if stage == FINETUNE:
-        what = f"finetune from {config.finetune.unfreeze_from}:"
-    else:
-        what = f"{stage}: " + ("head on cached features;" if on_features else "on images;")
-    say(
-        f"stage {index}/{total} {what} {sched.epochs} epoch{'s' * (sched.epochs != 1)}, "
-        f"learning rate "
-        f"{sched.learning_rate:g} ({sched.schedule})"
-    )

@@ -12,17 +12,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import atomic
+from . import atomic, metrics
 from .errors import MissingFileError
 
 HEAD = "head"  # stage 1: the head (and a from-scratch backbone), the pretrained backbone frozen
 FINETUNE = "finetune"  # stage 2: unfreeze from a named layer, small learning rate
 STAGES = (HEAD, FINETUNE)
-
-
-def direction(monitor: str) -> str:
-    """ "max" for an accuracy, "min" for a loss: which way a monitored value improves."""
-    return "max" if "accuracy" in monitor else "min"
 
 
 def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
@@ -83,15 +78,31 @@ class StageSummary:
 
 @dataclass
 class Scores:
-    accuracy: float
-    loss: float
+    """The test set's scores: every metric of metrics.METRICS, and how the test was run."""
+
+    values: dict[str, float]  # metric name -> value, e.g. {"accuracy": 0.91, "loss": 0.25}
     test_flip: bool = False
     accuracy_without_flip: float | None = None  # beside a flip-averaged accuracy
 
+    @property
+    def accuracy(self) -> float:
+        return self.values["accuracy"]
+
+    @property
+    def loss(self) -> float:
+        return self.values["loss"]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Scores:
+        """From metrics.json's `test` or an evaluation report (the metrics it has)."""
+        values = {m.name: float(raw[m.name]) for m in metrics.shown() if m.name in raw}
+        without = raw.get("accuracy_without_flip")
+        return cls(values, bool(raw.get("test_flip", False)), without)
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.accuracy_without_flip is None:
-            del d["accuracy_without_flip"]
+        d: dict[str, Any] = {**self.values, "test_flip": self.test_flip}
+        if self.accuracy_without_flip is not None:
+            d["accuracy_without_flip"] = self.accuracy_without_flip
         return d
 
 
@@ -154,12 +165,27 @@ class RunMetrics:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunMetrics:
         d = {"run_id": "", **_known(cls, raw)}  # no run_id: the reader names it by its folder
-        d["test"] = Scores(**_known(Scores, raw["test"]))
+        d["test"] = Scores.from_dict(raw["test"])
         d["stages"] = [StageSummary.from_dict(s) for s in raw.get("stages") or []]
         d["data"] = DataCounts(**raw["data"]) if raw.get("data") else None
         d["runtime"] = RuntimeInfo(**raw["runtime"]) if raw.get("runtime") else None
         d["wall_time_s"] = float(raw.get("wall_time_s") or 0.0)
         return cls(**d)
+
+    def best_val_accuracy(self) -> float | None:
+        """Validation accuracy at the run's best epoch: the stage whose best wins on its
+        monitor (the checkpoint keeps the best epoch over both stages)."""
+        stages = [s for s in self.stages if s.best_val_accuracy is not None]
+        if not stages:
+            return None
+        monitor = stages[0].monitor  # "" in a metrics.json written without it: by loss
+        if monitor in metrics.logged() and metrics.direction(monitor) == "max":
+            best = max(stages, key=lambda s: s.best_val_accuracy or 0.0)
+        else:
+            best = min(
+                stages, key=lambda s: s.best_val_loss if s.best_val_loss is not None else 1e9
+            )
+        return float(best.best_val_accuracy) if best.best_val_accuracy is not None else None
 
     def write(self, path: Path) -> None:
         atomic.write_json(path, self.to_dict())

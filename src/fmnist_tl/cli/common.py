@@ -1,5 +1,6 @@
-"""What every `fmnist` command shares: the consoles, the option types, `-h`, and
-`handle_errors`, which maps typed failures to one line on stderr and their exit code."""
+"""What every `fmnist` command shares: the consoles, the option types, `-h`, plain lines and
+`--json`, and `handle_errors`, which maps typed failures to one line on stderr and their exit
+code."""
 
 from __future__ import annotations
 
@@ -50,6 +51,20 @@ JsonOption = Annotated[
 
 
 _ONE_LINE: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+
+
+def say(console: Console, text: str) -> None:
+    """Plain text: escaped, never highlighted, never wrapped (paths stay whole)."""
+    console.print(escape(text), highlight=False, soft_wrap=True)
+
+
+def print_json(result: Any) -> None:
+    """`--json` in every command: the result as JSON on stdout, nothing else there."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def handle_errors(fn: F) -> F:

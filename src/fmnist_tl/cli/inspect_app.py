@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ConfigError
 from . import render
-from .common import HELP, DataDirOption, JsonOption, SetOption, handle_errors, out
+from .common import HELP, DataDirOption, JsonOption, SetOption, handle_errors, out, print_json
 
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True, context_settings=HELP)
 data_app = typer.Typer(
@@ -49,7 +49,7 @@ def config_keys(
     if not rows:
         raise ConfigError(f"no config key starts with {prefix!r}; see `fmnist config keys`")
     if as_json:
-        render.print_json([dataclasses.asdict(r) for r in rows])
+        print_json([dataclasses.asdict(r) for r in rows])
         return
     render.print_keys(out, rows)
 
@@ -58,6 +58,6 @@ def config_keys(
 @handle_errors
 def data_info(data_dir: DataDirOption = None) -> None:
     """Where the data came from, counts per split and class, and checksum results."""
-    from ..data import describe, format_description, load_fashion_mnist
+    from ..data.sources import describe, format_description, load_fashion_mnist
 
     out.print(format_description(describe(load_fashion_mnist(data_dir))), highlight=False)

@@ -124,6 +124,30 @@ LayerPrefix = Annotated[
 ]
 
 
+def consecutive_seeds(first: int, n: int, what: str) -> list[int]:
+    """seed, seed+1, ..., the `n` seeds a repeat or a sweep runs; ValueError naming `what`
+    (the key or option that asked for them) when they pass MAX_SEED. The one home of that
+    bound: the config's sweep.seeds, --repeat and --seeds all come here."""
+    if first + n - 1 > MAX_SEED:
+        raise ValueError(
+            f"{what}: {n} seeds from seed {first} pass {MAX_SEED}, the largest seed NumPy "
+            f"takes; lower seed or {what}"
+        )
+    return list(range(first, first + n))
+
+
+def is_text_field(annotation: Any) -> bool:
+    """str, str | None, or a Literal of strings: a value typed for it stays the text given
+    (YAML would turn "off" into False, "1e-3" into a number)."""
+    kinds = members(annotation)
+    if len(kinds) != 1:
+        return False
+    (kind,) = kinds
+    if typing.get_origin(kind) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(kind))
+    return kind is str
+
+
 def shown(value: Any, limit: int = 60) -> str:
     """A received value as YAML would write it, cut short: errors stay one readable line."""
     if isinstance(value, bool):

@@ -11,16 +11,16 @@ names the key path and says what is allowed.
 from __future__ import annotations
 
 import copy
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, MissingFileError, first_line, short_path
-from .fields import members
+from ..layout import CONFIG
+from .fields import is_text_field
 from .schema import Config, field_annotation, parse, shown
 from .space import search_space
 
@@ -79,7 +79,7 @@ def _check_duplicates(node: yaml.Node, path: list[str], seen: set[int]) -> None:
 
 def config_beside(model_path: Path) -> Path | None:
     """The resolved config saved with a model: <stem>.config.yaml, else config.yaml, else None."""
-    for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / "config.yaml"):
+    for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / CONFIG):
         if candidate.is_file():
             return candidate
     return None
@@ -268,7 +268,7 @@ def _apply_override(
         raise ConfigError(f"{label}: expected key.path=value, e.g. train.epochs=5")
     annotation = field_annotation(key.split("."), label)
     # Strings stay verbatim ("none", "1e-3" as a name); everything else is parsed as YAML.
-    value: Any = text if _is_str_field(annotation) else _yaml_scalar(text, label)
+    value: Any = text if is_text_field(annotation) else _yaml_scalar(text, label)
     _set_key(raw, key, value, label)
     return key, label
 
@@ -307,17 +307,6 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         both = isinstance(value, dict) and isinstance(result.get(key), dict)
         result[key] = _merged(result[key], value) if both else value
     return result
-
-
-def _is_str_field(annotation: Any) -> bool:
-    """str, str | None, or a Literal of strings: YAML must not turn "off" into False."""
-    kinds = members(annotation)
-    if len(kinds) != 1:
-        return False
-    (kind,) = kinds
-    if typing.get_origin(kind) is Literal:
-        return all(isinstance(a, str) for a in typing.get_args(kind))
-    return kind is str
 
 
 def _yaml_scalar(text: str, label: str) -> Any:

@@ -19,13 +19,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic import model_validator as checks
 from pydantic.fields import FieldInfo
 
-from ..backbones import BACKBONES
 from ..errors import ConfigError
 from ..records import FINETUNE, HEAD
-from .fields import MAX_INPUT_BATCH_BYTES, MAX_SEED, Int, shown, type_text
+from .backbones import BACKBONES, BackboneName
+from .fields import MAX_INPUT_BATCH_BYTES, MAX_SEED, Int, consecutive_seeds, shown, type_text
 from .sections import (
     AugmentConfig,
-    BackboneName,
     CNNConfig,
     DataConfig,
     DenseConfig,
@@ -116,11 +115,7 @@ class Config(_Section):
                 f"{MAX_INPUT_BATCH_BYTES // 2**30} GiB, before any activation); lower "
                 "train.batch_size or model.input_size"
             )
-        if self.seed + self.sweep.seeds - 1 > MAX_SEED:
-            raise ValueError(
-                f"sweep.seeds: {self.sweep.seeds} seeds from seed {self.seed} pass "
-                f"{MAX_SEED}, the largest seed NumPy takes; lower seed or sweep.seeds"
-            )
+        consecutive_seeds(self.seed, self.sweep.seeds, "sweep.seeds")
         return self
 
     def schedule(self, stage: str) -> TrainConfig | FinetuneConfig:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import model_validator as checks
 
+from .backbones import BackboneName
 from .fields import (
     MAX_BATCH,
     MAX_BLOCKS,
@@ -39,7 +40,6 @@ from .fields import (
     shown,
 )
 
-BackboneName = Literal["mobilenet_v2", "resnet50", "vgg16", "cnn", "dense"]
 ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
 MAX_RUNS_PER_CELL = 100  # sweep.seeds: a mean over 100 seeds is already tight
 Filters = Annotated[Int, Field(ge=1, le=MAX_FILTERS)]  # conv filters of one cnn block
@@ -78,6 +78,14 @@ class AugmentConfig(_Section):
     erase_area: Float = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
     # Twice the inference compute, no training cost.
     test_flip: Bool = _key(False, "evaluate and predict on the mean of each image and its mirror")
+
+    @property
+    def mirror_views(self) -> bool:
+        """Whether the only augmentation is the random horizontal flip: a cache then keeps
+        each image's and its mirror image's features or activations and draws one per epoch,
+        the same distribution as flipping the image. Shifts and erasing have no finite set of
+        views."""
+        return self.flip and self.translate == 0 and self.erase == 0
 
 
 class HeadConfig(_Section):
@@ -168,14 +176,14 @@ class DenseConfig(_Section):
 class ModelConfig(_Section):
     """Backbone, input resolution and head."""
 
-    backbone: BackboneName = _key("mobilenet_v2", "the feature extractor (backbones.py)")
+    backbone: BackboneName = _key("mobilenet_v2", "the feature extractor (config/backbones.py)")
     weights: Annotated[PathText, Allowed("imagenet, none or a weights file path")] = _key(
         "imagenet", "imagenet, none (from scratch) or a weights file path"
     )
     allow_random_weights: Bool = _key(
         False, "if the ImageNet download fails, go on from random weights (recorded)"
     )
-    # A frozen random backbone outputs near-constant features: DESIGN.md.
+    # A frozen random backbone outputs near-constant features: docs/design.md.
     freeze_backbone: Bool | None = _key(
         None, "freeze in stage 1; null = frozen iff the weights are pretrained"
     )

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..backbones import BACKBONES
 from ..errors import ConfigError
+from .backbones import BACKBONES
 from .fields import MAX_TRIALS, members
 from .schema import Config, field_annotation, parse, shown
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
-from .plots import _save, plt
+from .plots import plt, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .runs import RunRow
+    from .rows import RunRow
 
 PathLike = str | os.PathLike[str]
 
@@ -77,7 +77,7 @@ def plot_comparison_cost(
         _place_labels(ax, labels)
     else:
         ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _legend_entries(

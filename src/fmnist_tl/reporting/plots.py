@@ -17,13 +17,13 @@ from matplotlib.figure import Figure
 
 from .. import atomic
 from ..classes import CLASS_NAMES
-from ..cli.render import plus_minus
 from ..records import FINETUNE, HEAD
+from .tables import plus_minus
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .runs import RunRow
+    from .rows import RunRow
 
 matplotlib.use("Agg")  # headless: CI, SSH sessions and worker threads have no display
 
@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 PathLike = str | os.PathLike[str]
 
 
-def _save(fig: Figure, path: PathLike) -> None:
+def save_figure(fig: Figure, path: PathLike) -> None:
     """Write `fig` as PNG through a temp file, and always free it (pyplot keeps figures alive)."""
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
@@ -81,7 +81,7 @@ def plot_history(rows: list[dict[str, Any]], path: PathLike, *, title: str = "")
         )
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_metric(
@@ -183,7 +183,7 @@ def plot_confusion_matrix(
             text = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             color = "white" if cm[i, j] > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_misclassified(
@@ -218,7 +218,7 @@ def plot_misclassified(
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=14)
         if title:
             fig.suptitle(title, fontsize=10)
-        _save(fig, path)
+        save_figure(fig, path)
         return
     cols = min(5, wrong.size)
     rows = math.ceil(wrong.size / cols)
@@ -239,7 +239,7 @@ def plot_misclassified(
         ax.set_title(caption, fontsize=8)
     what = f"misclassified: showing {wrong.size} of {int((t != p).sum())}"
     fig.suptitle(f"{title}\n{what}" if title else what)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_comparison(rows: list[RunRow], path: PathLike) -> None:
@@ -271,4 +271,4 @@ def plot_comparison(rows: list[RunRow], path: PathLike) -> None:
     ax.set_xlabel("test accuracy")
     ax.set_title("test accuracy per run (error bars: ± sample std over seeds)")
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)

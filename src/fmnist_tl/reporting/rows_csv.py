@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import atomic
 from ..errors import MissingFileError, short_path
+from .rows import RunRow
 
 PathLike = str | os.PathLike[str]
 
@@ -42,7 +43,9 @@ COLUMNS = (
 _REQUIRED = ("run", "backbone", "stages", "accuracy", "n", "wall_time_s")
 
 
-def write_rows(path: PathLike, rows: list[Any], data: list[str], val: list[float | None]) -> None:
+def write_rows(
+    path: PathLike, rows: list[RunRow], data: list[str], val: list[float | None]
+) -> None:
     """comparison.csv: one line per row, empty cells for what is unknown (a single run's std)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -53,7 +56,7 @@ def write_rows(path: PathLike, rows: list[Any], data: list[str], val: list[float
     atomic.write_text(path, buf.getvalue())
 
 
-def read_rows(path: PathLike) -> tuple[list[Any], list[str], list[float | None]]:
+def read_rows(path: PathLike) -> tuple[list[RunRow], list[str], list[float | None]]:
     """The rows of a comparison.csv, its data counts and validation accuracies.
 
     A missing file, a missing column or a value that is not a number is one exit-3 line that
@@ -93,9 +96,7 @@ def read_rows(path: PathLike) -> tuple[list[Any], list[str], list[float | None]]
     return rows, data, val
 
 
-def _row(cell: dict[str, str]) -> Any:
-    from .runs import RunRow  # runs.py imports this module
-
+def _row(cell: dict[str, str]) -> RunRow:
     if not cell["run"]:
         raise ValueError("run is empty")
     wall = _number(cell, "wall_time_s")

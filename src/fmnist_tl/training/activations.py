@@ -23,7 +23,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..model import find_backbone
+from ..models.assembly import find_backbone
+from ..models.head import layers_from_pool
 
 # Layers that are random while training: before the cut they would make a cache wrong.
 RANDOM_LAYERS = (
@@ -99,8 +100,7 @@ def split_model(model: keras.Model, cut: Cut) -> Parts:
     at = backbone.get_layer(cut.producer).output
     backbone_bottom = keras.Model(backbone.input, at, name="backbone_bottom")
     backbone_top = keras.Model(at, backbone.output, name="backbone_top")
-    names = [layer.name for layer in model.layers]
-    head_layers = model.layers[names.index("head_pool") :]
+    head_layers = layers_from_pool(model)
     pixels = keras.Input(model.input_shape[1:], name="pixels")
     bottom = keras.Model(pixels, backbone_bottom(model.get_layer("preprocess")(pixels)))
     cached = keras.Input(tuple(at.shape[1:]), name="activations")

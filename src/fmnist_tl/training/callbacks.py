@@ -3,18 +3,19 @@ and plateau, the divergence guard, TensorBoard. `fit.fit_stage` stacks them."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from .. import atomic
+from .. import metrics
 from ..config import Config
-from ..records import HEAD, direction
+from ..records import HEAD
+
+if TYPE_CHECKING:
+    from .runfolder import RunFolder
 
 # Cross-entropy over 10 classes stays under ~16 (probabilities are clipped at 1e-7); a loss
 # above this has blown up even when it is still finite (seen with oneDNN at learning rate 1e30).
@@ -24,18 +25,6 @@ EXPLODED_LOSS = 1e6
 def diverged_loss(loss: Any) -> bool:
     """A training loss that is NaN, infinite or exploded: the epoch is neither kept nor saved."""
     return not float(loss) <= EXPLODED_LOSS  # NaN fails every comparison
-
-
-HISTORY_FIELDS = (
-    "stage",
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -50,12 +39,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     head epoch on cached features takes milliseconds, a full-model save about a second.
     """
 
-    def __init__(self, full_model: keras.Model, path: Path, monitor: str) -> None:
+    def __init__(self, full_model: keras.Model, folder: RunFolder, monitor: str) -> None:
         super().__init__()
         self.full_model = full_model
-        self.path = Path(path)
+        self.folder = folder
+        self.path = folder.best
         self.monitor = monitor
-        self.mode = direction(monitor)
+        self.mode = metrics.direction(monitor)
         self.best = -math.inf if self.mode == "max" else math.inf
         self.best_epoch: int | None = None  # 1-based, counted across stages
         self.defer = False
@@ -80,7 +70,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         current = self.model.get_weights()
         self.model.set_weights(self._pending)
-        atomic.write_with(self.path, lambda tmp: self.full_model.save(tmp))
+        self.folder.save_best(self.full_model)
         self.model.set_weights(current)
         self._pending = None
 
@@ -94,12 +84,12 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """One row per epoch, tagged by stage; rewritten atomically to history.csv when `path` is
-    set (a run), kept in memory only when it is None (a tune trial)."""
+    """One row per epoch, tagged by stage; rewritten to the run's history.csv when there is a
+    `folder` (a run), kept in memory only when it is None (a tune trial)."""
 
-    def __init__(self, path: Path | None, rows: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, folder: RunFolder | None, rows: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
-        self.path = Path(path) if path is not None else None
+        self.folder = folder
         self.rows: list[dict[str, Any]] = rows if rows is not None else []
         self.stage = HEAD
         self._t0 = time.perf_counter()
@@ -113,17 +103,12 @@ class HistoryWriter(keras.callbacks.Callback):
         if lr is None:
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"stage": self.stage, "epoch": epoch + 1, "learning_rate": float(lr)}
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for key in metrics.logged():
             row[key] = float(logs[key]) if key in logs else ""
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
         self.rows.append(row)
-        if self.path is None:
-            return
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic.write_text(self.path, buf.getvalue())
+        if self.folder is not None:
+            self.folder.write_history(self.rows)
 
     def stage_rows(self, stage: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["stage"] == stage]
@@ -304,7 +289,7 @@ def write_test_summary(test_dir: Path, evaluation: dict[str, Any], step: int) ->
     writer = tf.summary.create_file_writer(str(test_dir))
     try:
         with writer.as_default():
-            for name in ("accuracy", "loss", "accuracy_without_flip"):
+            for name in (*(m.name for m in metrics.shown()), "accuracy_without_flip"):
                 if evaluation.get(name) is not None:
                     tf.summary.scalar(f"epoch_{name}", float(evaluation[name]), step=step)
             png = Path(evaluation["plots"][0]) if evaluation.get("plots") else None

@@ -20,9 +20,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import atomic, pipeline
+from .. import atomic
 from ..config import Config
-from ..model import mirror_views
+from ..data.pipeline import mirror
+from ..models.inference import infer
 from .cache import load_array, save_array
 
 
@@ -109,7 +110,7 @@ class FeatureStore:
         x: np.ndarray,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Pooled features of the images `x`: from memory, the disk cache, or `compute()`."""
-        key = cache_key(config, weights_used, x, mirror_views(config))
+        key = cache_key(config, weights_used, x, config.augment.mirror_views)
         signature = backbone_signature(config)
         if self._last is not None and self._last[0] == key:
             self._last = (key, signature, self._last[2])
@@ -132,10 +133,8 @@ def features_of_test_images(
     their features, so the backbone runs once per test image, in the feature pass, and a
     repeat with another seed reads them from disk.
     """
-    from ..inference import infer
-
     t0 = time.perf_counter()
-    images = [x_test, pipeline.mirror(x_test)] if config.augment.test_flip else [x_test]
+    images = [x_test, mirror(x_test)] if config.augment.test_flip else [x_test]
     views = []
     for x, what in zip(images, ("test images", "mirror test images"), strict=False):
         key = cache_key(config, weights_used, x)

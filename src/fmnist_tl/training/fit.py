@@ -3,7 +3,8 @@
 `fit_stage` builds the datasets, stacks the callbacks every stage needs (history, divergence
 guard, plateau schedule, early stopping, stop at a safe point) and returns a typed outcome. A
 run adds its checkpoint, TensorBoard and per-epoch commit through `FitHooks`; a tune trial adds
-nothing. Adding a callback, a loss or a metric here adds it everywhere.
+nothing. A callback added here runs in every stage of every run and trial; metrics are
+metrics.py's list (compiled in optim.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
-from .. import pipeline, runtime
+from .. import metrics
 from ..classes import NUM_CLASSES
 from ..config import Config
-from ..records import StageSummary, direction
+from ..data import pipeline
+from ..records import StageSummary
+from . import runtime
 from .callbacks import (
     DivergenceGuard,
     HistoryWriter,
@@ -196,7 +199,7 @@ def stage_summary(
     summary = StageSummary(stage, len(rows), monitor, round(seconds, 3), images_per_s)
     values = [r[monitor] for r in rows if _number(r.get(monitor)) is not None]
     if values:
-        pick = max if direction(monitor) == "max" else min
+        pick = max if metrics.direction(monitor) == "max" else min
         finite = [v for v in values if math.isfinite(v)] or values
         best_i = values.index(pick(finite))
         best = rows[best_i]

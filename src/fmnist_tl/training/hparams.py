@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..records import RunMetrics
 
 HEADLINE = (
     "model.backbone",
@@ -69,14 +70,12 @@ def log_hparams(
         writer.close()
 
 
-def log_run(config: Config, metrics: Any) -> None:
+def log_run(config: Config, metrics: RunMetrics) -> None:
     """A finished run's session: `metrics` is its records.RunMetrics."""
-    from ..reporting.runs import best_val_accuracy
-
     scores = {
         "test_accuracy": metrics.test.accuracy,
         "test_loss": metrics.test.loss,
-        "val_accuracy": best_val_accuracy(metrics),
+        "val_accuracy": metrics.best_val_accuracy(),
         "wall_time_s": metrics.wall_time_s,
     }
     log_hparams(Path(config.output.log_dir) / metrics.run_id, config, scores)

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from .. import metrics
 from ..config import Config
 
 FEATURE_STEPS_PER_EXECUTION = 32  # see compile_model
@@ -76,7 +77,7 @@ def compile_model(
     model.compile(
         optimizer=_optimizer(config, learning_rate(config, stage, steps_per_epoch)),
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics.keras_metrics(),
         jit_compile=config.runtime.jit_compile,
         steps_per_execution=max(steps, FEATURE_STEPS_PER_EXECUTION) if on_features else steps,
     )

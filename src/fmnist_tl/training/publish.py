@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import MissingFileError
-from ..paths import PUBLISH_LOCK, PUBLISHED
+from ..layout import PUBLISH_LOCK, PUBLISHED, RunPaths
 from .splits import Splits
 
 LOCK = PUBLISH_LOCK  # the one lock file in output.dir
@@ -46,15 +46,15 @@ def test_setup(splits: Splits, test_flip: bool) -> dict[str, Any]:
     }
 
 
-def publish(run_dir: Path, accuracy: float, setup: dict[str, Any]) -> str:
+def publish(run: RunPaths, accuracy: float, setup: dict[str, Any]) -> str:
     """Copy a complete run's best.keras to latest.keras, and to best.keras if it is better.
 
     Returns one line saying what became of best.keras.
     """
-    root = run_dir.parent
-    model = run_dir / "best.keras"
+    root = run.dir.parent
+    model = run.best
     record = {
-        "run_id": run_dir.name,
+        "run_id": run.name,
         "model": str(model.resolve()),
         "sha256": atomic.sha256_file(model),
         "test_accuracy": float(accuracy),
@@ -62,21 +62,22 @@ def publish(run_dir: Path, accuracy: float, setup: dict[str, Any]) -> str:
     }
     with _locked(root / LOCK):
         _remove_stale(root)
-        _replace(root, "latest", run_dir, record)
-        best = read_record(root / "best.json") if (root / "best.keras").is_file() else None
+        _replace(root, "latest", run, record)
+        best_model = root / "best.keras"
+        best = read_record(best_model.with_suffix(".json")) if best_model.is_file() else None
         if best is not None and best.get("setup") != setup:
             return (
-                f"{root / 'best.keras'} kept: it was tested on another test setup "
+                f"{best_model} kept: it was tested on another test setup "
                 f"({_describe(best)}); this run is {root / 'latest.keras'}"
             )
         if best is not None and not accuracy > float(best.get("test_accuracy", -1.0)):
             return (
-                f"{root / 'best.keras'} kept: test accuracy {best['test_accuracy']:.4f} "
+                f"{best_model} kept: test accuracy {best['test_accuracy']:.4f} "
                 f"({best.get('run_id')}) is not beaten by {accuracy:.4f}; this run is "
                 f"{root / 'latest.keras'}"
             )
-        _replace(root, "best", run_dir, record)
-    return f"{root / 'best.keras'} is now this run (test accuracy {accuracy:.4f})"
+        _replace(root, "best", run, record)
+    return f"{best_model} is now this run (test accuracy {accuracy:.4f})"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -107,10 +108,10 @@ def pinned(model_path: Path) -> Path:
     return model_path
 
 
-def _replace(root: Path, name: str, run_dir: Path, record: dict[str, Any]) -> None:
+def _replace(root: Path, name: str, run: RunPaths, record: dict[str, Any]) -> None:
     """The model first, then its config, then the record: each one atomically."""
-    atomic.copy_file(run_dir / "best.keras", root / f"{name}.keras")
-    atomic.copy_file(run_dir / "config.yaml", root / f"{name}.config.yaml")
+    atomic.copy_file(run.best, root / f"{name}.keras")
+    atomic.copy_file(run.config, root / f"{name}.config.yaml")
     atomic.write_json(root / f"{name}.json", record)
 
 

@@ -1,10 +1,11 @@
 """One sitting of a run, fresh or resumed: what the trainer's stages share, and its bookkeeping.
 
-A `Session` owns the run folder of one sitting: its state, history writer, best-model
-checkpoint, TensorBoard writer and stop signals. The trainer asks it to fit a stage (the one
-`fit_stage`, plus the run's checkpoint, TensorBoard and per-epoch commit), to end a stage, to
-complete the run, and to word an interruption. Every epoch is committed in the order that
-runfolder.py describes, so a run killed at any instant resumes from its last committed epoch.
+A `Session` holds the run folder of one sitting (runfolder.RunFolder: every file it writes),
+its state, history writer, best-model checkpoint, TensorBoard writer and stop signals. The
+trainer asks it to run a stage (stage.run_stage with the run's fit: the one `fit_stage`, plus
+the checkpoint, TensorBoard and per-epoch commit), to complete the run, and to word an
+interruption. Every epoch is committed in the order that runfolder.py describes, so a run
+killed at any instant resumes from its last committed epoch.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 import keras
 
-from .. import atomic, progress, runtime
 from ..config import Config
 from ..errors import Interrupted, TrainingDiverged
+from ..layout import LAST, LAST_HEAD
 from ..records import StageSummary
+from . import runtime
 from .callbacks import (
     BestModelCheckpoint,
     EpochTensorBoard,
@@ -28,24 +30,12 @@ from .callbacks import (
     ResumablePlateau,
     diverged_loss,
 )
-from .fit import Divergence, Resume, fit_stage, monitor_for
+from .fit import Divergence, FitOutcome, Resume, fit_stage, monitor_for
 from .interrupts import StopSignals
-from .runfolder import (
-    BEST_HEAD,
-    LAST,
-    LAST_HEAD,
-    STATE,
-    RunState,
-    base_model,
-    committed_history,
-    committed_model,
-    drop_previous,
-    remove_scratch,
-    restore,
-    resume_command,
-    save_model,
-)
+from .runfolder import RunFolder, restore
 from .splits import Splits, StageData
+from .stage import StageInputs, run_stage, stage_header
+from .state import RunState
 
 
 @dataclass
@@ -55,7 +45,7 @@ class Session:
     config: Config
     splits: Splits
     strategy: Any  # a tf.distribute strategy, or None for the default device
-    run_dir: Path
+    folder: RunFolder
     state: RunState
     history: HistoryWriter
     ckpt: BestModelCheckpoint
@@ -75,31 +65,29 @@ class Session:
         config: Config,
         splits: Splits,
         strategy: Any,
-        run_dir: Path,
+        folder: RunFolder,
         state: RunState,
         full_model: keras.Model,
         started: float,
     ) -> Session:
         """Start a sitting: a new run writes its config and first state; a resumed run reads
         them."""
-        resumed = (run_dir / STATE).exists()
+        resumed = folder.state.exists()
         if not resumed:
-            atomic.write_text(run_dir / "config.yaml", config.to_yaml())
-            state.save(run_dir)
+            folder.write_config(config)
+            folder.save_state(state)
         monitor = monitor_for(config, len(splits.x_val) > 0)
-        ckpt = BestModelCheckpoint(full_model, run_dir / "best.keras", monitor)
+        ckpt = BestModelCheckpoint(full_model, folder, monitor)
         ckpt.load_state(state.checkpoint)
-        history = HistoryWriter(
-            run_dir / "history.csv", committed_history(run_dir, state.epochs_done)
-        )
+        history = HistoryWriter(folder, folder.committed_history(state.epochs_done))
         tensorboard = EpochTensorBoard(
-            str(Path(config.output.log_dir) / run_dir.name), full_model=full_model
+            str(Path(config.output.log_dir) / folder.name), full_model=full_model
         )
         return cls(
             config,
             splits,
             strategy,
-            run_dir,
+            folder,
             state,
             history,
             ckpt,
@@ -114,6 +102,16 @@ class Session:
         """Wall time over every sitting of this run, up to now."""
         return round(self.prior_elapsed + time.perf_counter() - self.started, 3)
 
+    def run_stage(self, stage: str, inputs: StageInputs, full_model: keras.Model) -> None:
+        """Run the current stage on `inputs` (stage.run_stage with this run's fit), then
+        commit it: the next stage starts from the model this one ended with."""
+
+        def fit(model: keras.Model, stage: str, data: StageData, *, on_features: bool) -> Any:
+            return self.fit(model, stage, data, on_features=on_features, full_model=full_model)
+
+        outcome = run_stage(self.config, stage, inputs, fit, self.strategy)
+        self.end_stage(outcome.summary, full_model)
+
     def fit(
         self,
         model: keras.Model,
@@ -122,8 +120,9 @@ class Session:
         *,
         on_features: bool = False,
         full_model: keras.Model | None = None,
-    ) -> StageSummary:
-        """Fit the current stage from where this run left it, committing every epoch.
+    ) -> FitOutcome:
+        """Fit the current stage from where this run left it, committing every epoch; a
+        diverged or interrupted fit raises (TrainingDiverged, Interrupted).
 
         `on_features`: `model` is a part of `full_model` (the head on cached features, or the
         top on cached activations); the checkpoint then keeps the best part in memory and
@@ -131,7 +130,7 @@ class Session:
         """
         state = self.state
         file_name = LAST_HEAD if on_features else LAST
-        progress.stage_header(self.config, state.stages, stage, on_features=on_features)
+        stage_header(self.config, state.stages, stage, on_features=on_features)
         self.ckpt.defer = on_features
         try:
             resume = Resume()
@@ -159,7 +158,7 @@ class Session:
             self._diverged(stage, outcome.diverged)
         if outcome.stopped:
             raise self.interrupted()
-        return outcome.summary
+        return outcome
 
     def restore_stage(
         self, model: keras.Model, file_name: str, full_model: keras.Model | None = None
@@ -167,7 +166,7 @@ class Session:
         """Put back the model (and, mid-stage, its optimizer) that a resumed run had committed,
         and the stage's early-stopping and plateau state."""
         state, ckpt = self.state, self.ckpt
-        committed = committed_model(self.run_dir, state)
+        committed = self.folder.committed_model(state)
         if committed is None:  # no epoch finished yet: the model as built
             return Resume()
         if state.epochs_done == state.stage_start:  # the model the previous stage ended with
@@ -177,8 +176,9 @@ class Session:
         best_epoch = state.checkpoint.get("best_epoch") or 0
         if best_epoch > state.stage_start:  # this stage's best is the run's best so far
             if best_epoch == state.epochs_done:  # a kill may have come before the copy
-                publish_best(committed, ckpt)
-            restore(model, self.run_dir / BEST_HEAD if ckpt.defer else ckpt.path, optimizer=False)
+                self.folder.copy_best(committed, part=ckpt.defer)
+            best = self.folder.best_head if ckpt.defer else self.folder.best
+            restore(model, best, optimizer=False)
             best_weights = model.get_weights()
         with runtime.scope(self.strategy):
             restore(model, committed, optimizer=True)
@@ -193,12 +193,14 @@ class Session:
         if state.base_sha256 is None:
             if state.model_file != LAST or state.epochs_done != state.stage_start:
                 # A `finetune` run has committed nothing yet: its source model is the base.
-                state.model_sha256 = save_model(self.run_dir, LAST, full_model)
+                state.model_sha256 = self.folder.save_model(LAST, full_model)
                 state.model_file = LAST
             state.base_sha256 = state.model_sha256
-            state.save(self.run_dir)
+            self.folder.save_state(state)
         if self.resumed:
-            restore(full_model, base_model(self.run_dir, state), optimizer=False)
+            base = self.folder.base_model(state)
+            assert base is not None
+            restore(full_model, base, optimizer=False)
 
     def end_stage(self, summary: StageSummary, full_model: keras.Model) -> None:
         """Commit a finished stage; the next one starts from the model this one ended with."""
@@ -210,19 +212,19 @@ class Session:
         state.stage_seconds, state.early_stopping, state.plateau = 0.0, None, None
         state.base_sha256 = None
         if following:
-            state.model_sha256 = save_model(self.run_dir, LAST, full_model)
+            state.model_sha256 = self.folder.save_model(LAST, full_model)
             state.model_file = LAST
         state.elapsed_s = self.elapsed()
-        state.save(self.run_dir)
-        drop_previous(self.run_dir)
+        self.folder.save_state(state)
+        self.folder.drop_previous()
 
     def complete(self) -> None:
         """Mark the run done (resuming it is then an error) and drop the per-epoch files."""
         self.state.complete = True
         self.state.model_file = self.state.model_sha256 = None
         self.state.elapsed_s = self.elapsed()
-        self.state.save(self.run_dir)
-        remove_scratch(self.run_dir)
+        self.folder.save_state(self.state)
+        self.folder.remove_scratch()
 
     def interrupted(self) -> Interrupted:
         """The one-line message for a stopped run: where, what is kept, how to go on."""
@@ -236,12 +238,12 @@ class Session:
             kept = f"epoch {best}, the best so far, is kept" if best else "no model saved yet"
         return Interrupted(
             f"{self.signals.requested or 'interrupted'}: stopped {where}; {kept}; "
-            f"resume with: {resume_command(self.run_dir)}"
+            f"resume with: {self.folder.resume_command()}"
         )
 
     def _diverged(self, stage: str, d: Divergence) -> None:
         self.state.diverged = f"stage {stage}, epoch {d.epoch}, learning rate {d.learning_rate:g}"
-        self.state.save(self.run_dir)
+        self.folder.save_state(self.state)
         kept = (
             f"the best model so far (epoch {self.ckpt.best_epoch}) is kept in {self.ckpt.path}"
             if self.ckpt.path.is_file()
@@ -301,8 +303,8 @@ class EpochCommit(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None or diverged_loss(loss):
             return  # a diverged epoch is never committed
-        s, run_dir, ckpt = self.s.state, self.s.run_dir, self.s.ckpt
-        s.model_sha256 = save_model(run_dir, self.file_name, self.model)
+        s, folder, ckpt = self.s.state, self.s.folder, self.s.ckpt
+        s.model_sha256 = folder.save_model(self.file_name, self.model)
         s.model_file = self.file_name
         s.epochs_done = epoch + 1
         s.stage_finished = bool(self.model.stop_training) or epoch + 1 >= self.last_epoch
@@ -311,16 +313,7 @@ class EpochCommit(keras.callbacks.Callback):
         s.checkpoint = ckpt.state()
         s.early_stopping = self.early_stopping.state() if self.early_stopping else None
         s.plateau = self.plateau.state() if self.plateau else None
-        s.save(run_dir)
-        drop_previous(run_dir)
+        folder.save_state(s)
+        folder.drop_previous()
         if ckpt.best_epoch == epoch + 1:
-            publish_best(run_dir / self.file_name, ckpt)
-
-
-def publish_best(committed: Path, ckpt: BestModelCheckpoint) -> None:
-    """Copy the committed model of the best epoch to best.keras (best_head.keras if deferred).
-
-    Also run on resume when the best epoch is the last committed one: a kill may have come
-    between state.json and this copy.
-    """
-    atomic.copy_file(committed, committed.parent / BEST_HEAD if ckpt.defer else ckpt.path)
+            folder.copy_best(folder.model(self.file_name), part=ckpt.defer)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import data, pipeline
 from ..classes import CLASS_NAMES
 from ..config import Config
+from ..data import pipeline
+from ..data.sources import limit, load_fashion_mnist, split_train_val
 from ..errors import ConfigError, DataError
 
 
@@ -46,13 +47,13 @@ class Splits:
         `pooled` stays on disk: each part is its row numbers, read batch by batch."""
         if isinstance(pooled, np.memmap):
             rows = np.arange(len(pooled))
-            (i_train, _), (i_val, _) = data.split_train_val(
+            (i_train, _), (i_val, _) = split_train_val(
                 rows, self.y_pool, config.data.val_split, config.seed
             )
             lazy_train = pipeline.Rows(pooled, i_train)
             lazy_val = pipeline.Rows(pooled, i_val, 0 if views else None)
             return StageData(lazy_train, self.y_train, lazy_val, self.y_val, views)
-        (x_train, _), (x_val, _) = data.split_train_val(
+        (x_train, _), (x_val, _) = split_train_val(
             pooled, self.y_pool, config.data.val_split, config.seed
         )
         if views:
@@ -61,12 +62,12 @@ class Splits:
 
 
 def prepare_data(config: Config) -> Splits:
-    ds = data.load_fashion_mnist(config.data.dir)
-    x, y = data.limit(ds.x_train, ds.y_train, config.data.train_limit)
-    (xt, yt), (xv, yv) = data.split_train_val(x, y, config.data.val_split, config.seed)
+    ds = load_fashion_mnist(config.data.dir)
+    x, y = limit(ds.x_train, ds.y_train, config.data.train_limit)
+    (xt, yt), (xv, yv) = split_train_val(x, y, config.data.val_split, config.seed)
     cut = config.data.train_limit if len(y) < len(ds.y_train) else None  # the limit took some
     check_split(y, yt, yv, config.data.val_split, cut)
-    xs, ys = data.limit(ds.x_test, ds.y_test, config.data.test_limit)
+    xs, ys = limit(ds.x_test, ds.y_test, config.data.test_limit)
     return Splits(x, y, xt, yt, xv, yv, xs, ys, ds.source)
 
 

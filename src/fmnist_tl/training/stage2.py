@@ -5,7 +5,7 @@ activations.py) when that is the same optimisation: one device, nothing random b
 (no augmentation but a flip, no dropout in the bottom) and a cache that fits both
 `runtime.cache_memory_gb` and the free disk under `output.cache_dir`. A flip keeps the cache
 with mirror views: the activations of each image and of its mirror image, one drawn per
-example each epoch (pipeline.make_dataset). Otherwise stage 2 streams images through the whole
+example each epoch (data.pipeline.make_dataset). Otherwise stage 2 streams images through the whole
 model, and says why in one line.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import pipeline
 from ..config import Config
-from ..inference import infer
-from ..model import find_backbone, mirror_views
+from ..data.pipeline import mirror as mirror_images
+from ..models.assembly import find_backbone
+from ..models.inference import infer
+from ..records import StageSummary
 from .activations import (
     Cut,
     Parts,
@@ -36,7 +36,8 @@ from .activations import (
     split_model,
 )
 from .cache import load_array, save_array
-from .splits import Splits, StageData
+from .splits import Splits
+from .stage import StageInputs
 
 Pooled = tuple[np.ndarray, dict[str, Any]]  # the pool's activations and how they were had
 
@@ -79,13 +80,19 @@ class Plan:
 
 
 @dataclass
-class Stage2:
-    model: keras.Model  # the top (on activations) or the full model (on images)
-    data: StageData
-    plan: Plan
+class Stage2Inputs(StageInputs):
+    plan: Plan | None = None
     cache: str | None = None  # "hit" or "miss" on activations
-    seconds: float = 0.0  # computing or loading the activations
+    cache_seconds: float = 0.0  # computing or loading the activations
     cache_bytes: int = 0
+
+    def fill(self, summary: StageSummary) -> None:
+        if self.plan is None or not self.plan.cached:
+            return
+        summary.activation_cache = self.cache
+        summary.activation_seconds = round(self.cache_seconds, 3)
+        summary.activation_cut = self.plan.cut.layer
+        summary.activation_mb = round(self.cache_bytes / 2**20, 1)
 
 
 def plan_stage2(
@@ -107,7 +114,9 @@ def plan_stage2(
         reason = "finetune.activation_cache is off"
     elif strategy is not None:
         reason = "runtime.distribute replicates the whole model"
-    elif (random := random_before_cut(model, cut, mirror_views=mirror_views(config))) is not None:
+    elif (
+        random := random_before_cut(model, cut, mirror_views=config.augment.mirror_views)
+    ) is not None:
         what = (
             "augmentation (random shifts or erasing)"
             if random == "augment"
@@ -116,7 +125,7 @@ def plan_stage2(
         reason = f"{what} runs before {cut.layer}, so its activations differ every epoch"
     if reason is not None:
         return Plan(cut, None, reason, dtype)
-    parts, mirror = split_model(model, cut), mirror_views(config)
+    parts, mirror = split_model(model, cut), config.augment.mirror_views
     # auto computes in float32 first: budget for that
     size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=mirror)
     budget = config.runtime.cache_memory_gb * 2**30
@@ -184,7 +193,7 @@ def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
     acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
     if plan.mirror:  # axis 1: the image's view, its mirror image's
         label = "extracting activations (mirror images)"
-        mirrored = infer(plan.parts.bottom, pipeline.mirror(x_pool), label=label)
+        mirrored = infer(plan.parts.bottom, mirror_images(x_pool), label=label)
         acts = np.stack([acts, mirrored], axis=1)
         del mirrored
     acts, dtype = _narrow(acts, plan.dtype)
@@ -224,36 +233,59 @@ def stage2_inputs(
     model: keras.Model,
     splits: Splits,
     plan: Plan,
-    pre: Pooled | None = None,
-) -> Stage2:
-    """The model and data stage 2 fits. `pre`: the activations stage 1's pass over the same
-    frozen layers already gave; otherwise they come from the cache or are computed."""
+    backbone_pass: BackbonePass | None = None,
+) -> Stage2Inputs:
+    """The model and data stage 2 fits. `backbone_pass`: stage 1's pass over the same frozen
+    layers, when it already gave the activations; otherwise they come from the cache or are
+    computed here, and count in the stage's time."""
     if not plan.cached:
-        return Stage2(model, splits.images(), plan)
+        return Stage2Inputs(model, splits.images(), False, plan=plan)
     assert plan.parts is not None
+    t0 = time.perf_counter()
+    pre = backbone_pass.activations if backbone_pass is not None else None
     acts, info = pre or pool_activations(plan, splits.x_pool, Path(config.output.cache_dir))
-    fit_data = splits.of_pool(acts, config, views=plan.mirror)
-    return Stage2(plan.parts.top, fit_data, plan, info["cache"], info["seconds"], info["bytes"])
+    return Stage2Inputs(
+        plan.parts.top,
+        splits.of_pool(acts, config, views=plan.mirror),
+        True,
+        seconds=time.perf_counter() - t0,
+        counts_pass=pre is None,
+        plan=plan,
+        cache=info["cache"],
+        cache_seconds=info["seconds"],
+        cache_bytes=info["bytes"],
+    )
 
 
-def pooled_via_activations(
-    plan: Plan | None, x_pool: np.ndarray, cache_dir: Path, keep: list[Pooled]
-) -> Callable[[], np.ndarray] | None:
-    """For stage 1's feature pass when stage 2 trains on the cache: one pass over the frozen
-    backbone gives both. Returns a function computing the pooled features from the cut's
-    activations (kept in `keep` for stage 2), or None when stage 2 streams."""
-    if plan is None or plan.parts is None:
-        return None
-    parts = plan.parts
+@dataclass
+class BackbonePass:
+    """One pass over the frozen backbone for both stages, when stage 2 trains on its cache:
+    the activations at stage 2's cut (cached), and stage 1's pooled features computed from
+    them. Stage 1 calls `features` on a feature-cache miss and hands the pass to stage 2,
+    which takes its `activations` (None when stage 1 never needed it)."""
 
-    def compute() -> np.ndarray:
-        keep[:] = [pool_activations(plan, x_pool, cache_dir)]
-        acts = keep[0][0]
-        if not plan.mirror:
-            return infer(parts.features, acts, label="extracting features")
+    plan: Plan
+    x_pool: np.ndarray
+    cache_dir: Path
+    activations: Pooled | None = None
+
+    @classmethod
+    def for_plan(
+        cls, plan: Plan | None, x_pool: np.ndarray, cache_dir: Path
+    ) -> BackbonePass | None:
+        """The pass for a stage-2 plan that caches; None when stage 2 streams (or is none)."""
+        if plan is None or plan.parts is None:
+            return None
+        return cls(plan, x_pool, cache_dir)
+
+    def features(self) -> np.ndarray:
+        """Stage 1's pooled features, from the activations at the cut (kept for stage 2)."""
+        assert self.plan.parts is not None
+        self.activations = pool_activations(self.plan, self.x_pool, self.cache_dir)
+        acts, top_features = self.activations[0], self.plan.parts.features
+        if not self.plan.mirror:
+            return infer(top_features, acts, label="extracting features")
         # The features of both views, on axis 1, as stage1.py keeps them for a flip.
         labels = ("extracting features", "extracting features (mirror images)")
-        views = [infer(parts.features, acts[:, v], label=labels[v]) for v in (0, 1)]
+        views = [infer(top_features, acts[:, v], label=labels[v]) for v in (0, 1)]
         return np.stack(views, axis=1)
-
-    return compute

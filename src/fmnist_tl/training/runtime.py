@@ -1,0 +1,83 @@
+"""Process-wide setup for a run: seeds, determinism, precision, distribution strategy, and
+how Keras reports progress."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import tfenv
+from ..config import Config
+
+
+def seed_everything(seed: int) -> None:
+    """Fix Python, NumPy, TensorFlow and Keras randomness (keras seeds all three too)."""
+    import keras
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def apply(config: Config) -> None:
+    """Seeds, deterministic ops and the precision policy, before any model is built."""
+    if config.runtime.verbose == "debug":  # before TensorFlow loads, when it has not yet
+        tfenv.set_verbose()
+    import keras
+    import tensorflow as tf
+
+    seed_everything(config.seed)
+    rt = config.runtime
+    if rt.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = "float32"
+    if rt.mixed_precision:
+        if has_gpu():
+            policy = "mixed_float16"
+        else:
+            print("note: runtime.mixed_precision is ignored without a GPU", file=sys.stderr)
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def strategy(config: Config) -> Any:
+    """The tf.distribute strategy for `runtime.distribute` (None = default, one device)."""
+    import tensorflow as tf
+
+    kind = config.runtime.distribute
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        from .multiworker import patch_keras
+
+        patch_keras()  # two Keras 3 bugs with more than one worker (multiworker.py)
+        # Reads the cluster from the TF_CONFIG environment variable.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
+def scope(strat: Any) -> contextlib.AbstractContextManager[Any]:
+    return strat.scope() if strat is not None else contextlib.nullcontext()
+
+
+def replicas(strat: Any) -> int:
+    return int(strat.num_replicas_in_sync) if strat is not None else 1
+
+
+def verbosity(config: Config) -> int:
+    """Keras fit verbosity: a progress bar on a terminal, one line per epoch otherwise."""
+    mode = config.runtime.verbose
+    if mode in ("auto", "debug"):
+        return 1 if sys.stdout.isatty() else 2
+    return {"bar": 1, "epoch": 2, "silent": 0}[mode]
