@@ -188,6 +188,9 @@ def assert_run_artifacts(run: Path, log_root: Path) -> dict:
         assert key in metrics["stages"][0]
     assert metrics["weights_used"] == "none (random init)"
     assert {"tensorflow", "keras", "numpy", "python"} <= metrics["versions"].keys()
+    machine = metrics["machine"]  # what the numbers were measured on
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["tensorflow"].startswith("2.")
+    assert 0 < metrics["timings"]["cpu_s"]
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["stage"] for r in rows][-1] == "finetune"

@@ -1,9 +1,12 @@
-"""What a result was measured with: package versions and this process's age."""
+"""What a result was measured with and on: package versions, the machine, this process's time."""
 
 from __future__ import annotations
 
 import os
+import platform
+import resource
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,8 +14,6 @@ from ._version import __version__
 
 
 def versions() -> dict[str, str]:
-    import platform
-
     import keras
     import tensorflow as tf
 
@@ -34,3 +35,37 @@ def process_seconds() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return uptime - ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run was measured on: CPU model, the cores this process may use, the
+    accelerators TensorFlow sees. Times and speeds mean little without it."""
+    import tensorflow as tf
+
+    return {
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "system": f"{platform.system()} {platform.machine()}",
+        "tensorflow": tf.__version__,
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_seconds() -> float:
+    """CPU seconds this process has used, every thread, user and system: a cost that another
+    job on the same cores barely moves, where wall time doubles."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

@@ -145,9 +145,11 @@ class RunMetrics:
     data: DataCounts | None = None
     runtime: RuntimeInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)  # CPU, cores, GPUs, TensorFlow
     # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
     # test_features_s (the test images', when only the head trained), head_s, finetune_s,
-    # test_s, reports_s, process_s (the process's whole life up to metrics.json).
+    # test_s, reports_s, process_s (the process's whole life up to metrics.json), cpu_s (its
+    # CPU seconds, all threads: the cost another job on the machine does not inflate).
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,7 +161,7 @@ class RunMetrics:
         order = ("run_id", "config_name", "created", "backbone", "input_size", "resize_method")
         order += ("weights_requested", "weights_used", "weights_sha256", "seed", "test")
         order += ("stages", "wall_time_s")
-        order += ("log_dir", "data", "runtime", "versions", "timings")
+        order += ("log_dir", "data", "runtime", "versions", "machine", "timings")
         return {k: d[k] for k in order}
 
     @classmethod

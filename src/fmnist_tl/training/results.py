@@ -16,7 +16,7 @@ import keras
 
 from .. import atomic, tfenv
 from ..errors import MissingFileError
-from ..machine import process_seconds, versions
+from ..machine import cpu_seconds, machine, process_seconds, versions
 from ..models.head import head_of
 from ..models.inference import infer
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
@@ -93,6 +93,7 @@ def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
         # data loading, model building, the run folder: what the others leave
         "prepare_s": time.perf_counter() - s.started - accounted,
         "process_s": process,
+        "cpu_s": cpu_seconds(),
     }
     return {k: round(v, 3) for k, v in parts.items() if v is not None}
 
@@ -132,4 +133,5 @@ def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
             onednn=tfenv.onednn(),
         ),
         versions=versions(),
+        machine=machine(),
     )
