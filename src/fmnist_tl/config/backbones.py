@@ -34,10 +34,12 @@ class SubtractMean:
     mean: tuple[float, ...]
 
     def layer(self) -> Any:
+        """x + (-mean), per channel: what Normalization(mean, variance=1) computes, bit for
+        bit, with the means as constants of the graph (Normalization holds them as captured
+        tensors, which the ONNX converter turns into extra model inputs)."""
         from keras import layers
 
-        ones = [1.0] * len(self.mean)
-        return layers.Normalization(mean=list(self.mean), variance=ones, name="normalize")
+        return layers.Rescaling(1.0, offset=[-m for m in self.mean], name="normalize")
 
 
 InputScaling = Rescale | SubtractMean

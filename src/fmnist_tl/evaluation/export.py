@@ -209,6 +209,7 @@ def _size(path: Path) -> int:
 
 def _convert(model: keras.Model, fmt: str, quantize: str, path: Path, tmp: Path) -> None:
     """Write the export to `path`; a converter's failure becomes one line (exit 1)."""
+    model = for_inference(model)
     try:
         with hold_stderr():  # converters log to fd 2 from C++; kept unless the block fails
             if fmt == "savedmodel":
@@ -221,6 +222,26 @@ def _convert(model: keras.Model, fmt: str, quantize: str, path: Path, tmp: Path)
         raise
     except Exception as exc:  # converters raise many types (unsupported op, bad graph)
         raise FmnistError(f"{fmt} export failed: {first_line(exc)}; nothing was written") from None
+
+
+def for_inference(model: keras.Model) -> keras.Model:
+    """The model wrapped so that every trace of it runs in inference mode.
+
+    Exporters trace the model without a `training` argument. Keras 3 then resolves it layer by
+    layer, and a preprocessing layer whose `call` defaults to training=True (Resizing does)
+    leaves that value in the call context for the layers after it: inside a nested backbone,
+    dropout and BatchNorm then traced in training mode, so a scratch CNN behind a resize
+    exported random ops and batch statistics. The wrapper passes training=False explicitly,
+    for every format and every model, whatever its layers.
+    """
+    import keras
+
+    import numpy as np
+
+    pixels = keras.Input(model.input_shape[1:], name="pixels")
+    wrapped = keras.Model(pixels, model(pixels, training=False), name=model.name)
+    wrapped(np.zeros((1, *model.input_shape[1:]), np.float32))  # ONNX's exporter wants it called
+    return wrapped
 
 
 def _write_savedmodel(model: keras.Model, path: Path) -> None:
