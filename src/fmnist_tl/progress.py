@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from . import tfenv
 
 if TYPE_CHECKING:
     from rich.progress import Progress, Task
@@ -26,7 +27,7 @@ def enabled() -> bool:
     """Bars on a terminal only (not in logs, pipes or CI), unless FMNIST_PROGRESS=0."""
     if os.environ.get("FMNIST_PROGRESS", "") in ("0", "false", "False"):
         return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return tfenv.TerminalStream().isatty()
 
 
 def _columns() -> list[Any]:
@@ -77,7 +78,8 @@ def _new_display(transient: bool) -> Progress:
     from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(*_columns(), console=Console(stderr=True), transient=transient)
+    console = Console(file=tfenv.TerminalStream())
+    return Progress(*_columns(), console=console, transient=transient)
 
 
 @contextlib.contextmanager
@@ -124,4 +126,4 @@ def say(text: str) -> None:
     if _live:
         _live[0].console.print(escape(text), highlight=False, soft_wrap=True)
         return
-    print(text, file=sys.stderr, flush=True)
+    print(text, file=tfenv.terminal(), flush=True)

@@ -17,6 +17,15 @@ for it: `import keras` does) runs with fd 2 pointed at a temp file, and the devi
 inside the same window. What the window held is kept (`held()`) and written out only when the
 load fails, or when verbose output is asked for (`fmnist --verbose`, FMNIST_VERBOSE=1 or
 `runtime.verbose: debug`), which also leaves TensorFlow's own log level alone.
+
+A command goes further (`quiet_process`, from the CLI's entry point): for the whole process,
+fd 2 and Python's sys.stderr write to an anonymous temp file, and fmnist's own lines (its
+messages, progress bars and errors) reach the terminal through `terminal()`. So nothing a
+library prints, at any moment, on any CPU (a oneDNN line that only some CPUs print at the first
+float16 op, the TFLite converter's MLIR lines, absl, Python warnings, TensorFlow's Python
+logging) reaches the user unless asked for: the rule is who writes, not which lines. Verbose
+mode hands fd 2 back and replays what was held; FMNIST_DEBUG=1 shows it after an unexpected
+error.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
 _USER_SET = frozenset(name for name in DEFAULTS if name in os.environ)
@@ -39,6 +48,7 @@ for _name, _value in DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
 _held: list[str] = []  # what fd 2 received while TensorFlow loaded
+_quiet: dict[str, Any] = {}  # while the process is quiet: "terminal" (a stream), "held" (a file)
 
 
 def onednn() -> bool:
@@ -53,11 +63,81 @@ def verbose() -> bool:
 
 def set_verbose() -> None:
     """Verbose from here on (and in child processes): TensorFlow's default log level when it has
-    not loaded yet (and the user set none), and what its start-up already printed, replayed."""
+    not loaded yet (and the user set none), fd 2 handed back, and what was held replayed."""
     os.environ[VERBOSE_ENV] = "1"
     if "tensorflow" not in sys.modules and "TF_CPP_MIN_LOG_LEVEL" not in _USER_SET:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    _release()
     replay()
+
+
+def quiet_process() -> None:
+    """From now on, the process's fd 2 and sys.stderr go to an anonymous temp file (deleted by
+    the system when the process ends, however it ends); `terminal()` is the user's stderr.
+    Nothing when verbose, already quiet, or without an fd 2."""
+    if verbose() or _quiet:
+        return
+    try:
+        real = os.dup(2)
+    except OSError:
+        return
+    sys.stderr.flush()
+    held = tempfile.TemporaryFile()  # noqa: SIM115  (held for the rest of the process)
+    os.dup2(held.fileno(), 2)
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    terminal = open(real, "w", encoding=encoding, errors="backslashreplace", buffering=1)  # noqa: SIM115
+    _quiet.update(terminal=terminal, held=held)
+
+
+def terminal() -> IO[str]:
+    """Where fmnist's own stderr lines go: the user's stderr (sys.stderr unless quiet)."""
+    return _quiet.get("terminal") or sys.stderr
+
+
+def held_output() -> str:
+    """Everything libraries wrote to stderr while the process was quiet ("" otherwise)."""
+    held = _quiet.get("held")
+    if held is None:
+        return ""
+    sys.stderr.flush()
+    size = os.fstat(held.fileno()).st_size
+    return os.pread(held.fileno(), size, 0).decode(errors="replace")
+
+
+def _release() -> None:
+    """Hand fd 2 back to the user's stderr and write out what was held."""
+    if not _quiet:
+        return
+    text = held_output()
+    terminal, held = _quiet.pop("terminal"), _quiet.pop("held")
+    sys.stderr.flush()
+    terminal.flush()
+    os.dup2(terminal.fileno(), 2)
+    terminal.close()
+    held.close()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+class TerminalStream:
+    """A file-like view of `terminal()`, resolved at every call: for consoles made before the
+    process went quiet, or while a test swaps sys.stderr."""
+
+    def write(self, text: str) -> int:
+        return terminal().write(text)
+
+    def flush(self) -> None:
+        terminal().flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(terminal(), "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return terminal().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(terminal(), "encoding", None) or "utf-8"
 
 
 def held() -> str:

@@ -23,6 +23,9 @@ def main() -> None:
     """Console-script entry point. A usage error (an unknown option or command, a missing or
     malformed argument) is one line on stderr and exit 2, like every other failure, instead of
     Click's usage block."""
+    from .. import tfenv
+
+    tfenv.quiet_process()  # libraries' stderr held back from here on; ours is tfenv.terminal()
     # Typer vendors Click (typer._click); its exceptions are what a usage error raises.
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
@@ -33,10 +36,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except UsageError as exc:
         hint = f" (see {exc.ctx.command_path} -h)" if exc.ctx is not None else ""
-        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"error: {exc.format_message()}{hint}", file=tfenv.terminal())
         sys.exit(exc.exit_code)
     except ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+        print(f"error: {exc.format_message()}", file=tfenv.terminal())
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import OS_FAILURE, FmnistError, Interrupted, os_failure, shorten_paths
+from ..tfenv import TerminalStream, held_output, terminal
 
 HELP = {"help_option_names": ["-h", "--help"]}  # -h everywhere: sub-apps and commands inherit
 out = Console()
-err = Console(stderr=True)
+err = Console(file=TerminalStream())  # the user's stderr, while libraries' is held back
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,7 +91,8 @@ def handle_errors(fn: F) -> F:
             raise
         except Exception as exc:  # the last resort: say what and where to look
             if os.environ.get("FMNIST_DEBUG"):
-                traceback.print_exc()
+                terminal().write(held_output())  # what the libraries said on the way
+                traceback.print_exc(file=terminal())
             err.print(
                 f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))} "
                 "(set FMNIST_DEBUG=1 for the traceback)",

@@ -235,7 +235,6 @@ def for_inference(model: keras.Model) -> keras.Model:
     for every format and every model, whatever its layers.
     """
     import keras
-
     import numpy as np
 
     pixels = keras.Input(model.input_shape[1:], name="pixels")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,9 @@ def saved_test_flip(model_path: str | Path) -> bool:
     try:
         return load_config(found).augment.test_flip
     except ConfigError as exc:
-        print(
+        progress.say(
             f"note: no test-time flip: {first_line(exc)}; "
-            "pass --test-flip or --no-test-flip to choose",
-            file=sys.stderr,
+            "pass --test-flip or --no-test-flip to choose"
         )
         return False
 

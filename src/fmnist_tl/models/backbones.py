@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import progress
 from ..config.backbones import BACKBONES, BackboneSpec
 from ..errors import MissingFileError, first_line
 from .scratch import SCRATCH
@@ -105,11 +106,10 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
                 "from scratch) or to a local weights file, or set "
                 "model.allow_random_weights=true to continue from random weights"
             ) from None
-    print(
+    progress.say(
         f"WARNING: ImageNet weights for {spec.name} are unavailable ({file} not in "
         f"{keras_models_dir()}); continuing from RANDOM weights as model.allow_random_weights "
-        "asks. Accuracy will NOT reflect transfer learning.",
-        file=sys.stderr,
+        "asks. Accuracy will NOT reflect transfer learning."
     )
     return (
         build_backbone(spec, size, None, model_cfg),

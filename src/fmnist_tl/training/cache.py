@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, progress
 from ..errors import short_path
 
 META_SUFFIX = ".meta.json"
@@ -65,7 +64,7 @@ def save_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
     pending = _pending.pop(path.absolute(), None)
     if pending is not None:
         what, why = pending
-        print(f"{what} {short_path(path)} was corrupt ({why}); rebuilt", file=sys.stderr)
+        progress.say(f"{what} {short_path(path)} was corrupt ({why}); rebuilt")
 
 
 def load_array(

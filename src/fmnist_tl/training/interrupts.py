@@ -10,6 +10,8 @@ from typing import Any
 
 import keras
 
+from ..tfenv import terminal
+
 
 class StopRequested(Exception):
     """Raised between batches after SIGINT/SIGTERM: leave `fit` without finishing the epoch."""
@@ -50,8 +52,16 @@ class StopSignals:
         self.requested = name
         # os.write, not print: a handler may run while the main thread is writing to stderr.
         message = f"\n{name}: stopping at the end of this batch (send it again to stop at once)\n"
-        with contextlib.suppress(OSError):
-            os.write(2, message.encode())
+        with contextlib.suppress(OSError, ValueError):
+            os.write(_terminal_fd(), message.encode())
+
+
+def _terminal_fd() -> int:
+    """The user's stderr as a file descriptor (fd 2 where the stream has none, as in tests)."""
+    try:
+        return terminal().fileno()
+    except (OSError, ValueError):
+        return 2
 
 
 class StopAtSafePoint(keras.callbacks.Callback):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import tfenv
+from .. import progress, tfenv
 from ..config import Config
 
 
@@ -47,7 +47,7 @@ def apply(config: Config) -> None:
         if has_gpu():
             policy = "mixed_float16"
         else:
-            print("note: runtime.mixed_precision is ignored without a GPU", file=sys.stderr)
+            progress.say("note: runtime.mixed_precision is ignored without a GPU")
     keras.mixed_precision.set_global_policy(policy)
 
 

@@ -10,7 +10,6 @@ with its optimizer state.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,7 +156,7 @@ def _train_stages(s: Session, built: Built) -> None:
 def _plan_stage2(s: Session, model: keras.Model) -> Plan:
     plan = plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
     if (note := plan.note(len(s.splits.x_pool))) is not None:
-        print(f"note: {note}", file=sys.stderr)
+        progress.say(f"note: {note}")
     return plan
 
 
