@@ -26,6 +26,26 @@ from fmnist_tl.errors import Interrupted  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
+SHARED_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_no_top.weights.h5"
+# Every download fails at once, online or not: the proxy's name is in .invalid, which never
+# resolves (RFC 2606). With an empty KERAS_HOME, Keras's weights download then fails for sure.
+NO_DOWNLOAD = {
+    key: "http://no-proxy.invalid:9"
+    for key in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+} | {"NO_PROXY": "", "no_proxy": ""}
+
+
+def keras_cache(folder: Path, sizes: tuple[int, ...] = (96,)) -> Path:
+    """A KERAS_HOME holding the shared weights as Keras's own MobileNetV2 ImageNet files
+    (scripts/keras_cache.py), so `weights: imagenet` loads through Keras, offline."""
+    assert SHARED_WEIGHTS.is_file(), f"{SHARED_WEIGHTS} is missing: the shared weights are needed"
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from keras_cache import build_cache
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    build_cache(SHARED_WEIGHTS, folder, sizes)
+    return folder
 
 
 def idx_bytes(a: np.ndarray) -> bytes:

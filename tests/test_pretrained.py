@@ -5,14 +5,20 @@ stage 2 that improves on them, and a record of exactly which weights a result ca
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
-from conftest import REPO, outputs
+from conftest import NO_DOWNLOAD, SHARED_WEIGHTS, SMOKE, keras_cache, outputs
 
 from fmnist_tl import atomic
 from fmnist_tl.config import load_config
 from fmnist_tl.training.trainer import train
 
-WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_no_top.weights.h5"
+WEIGHTS = SHARED_WEIGHTS
 SMALL = [
     "model.backbone=mobilenet_v2",
     "model.input_size=96",
@@ -105,3 +111,36 @@ def test_a_head_only_run_is_tested_on_features_as_the_model_on_images(tmp_path, 
     assert flip.metrics.test.accuracy_without_flip == pytest.approx(
         both["accuracy_without_flip"], abs=1e-3
     )
+
+
+def test_keras_imagenet_path_loads_offline_and_matches_the_file(tmp_path, synthetic_dir):
+    """`weights: imagenet` through Keras's own loading, from a cache holding the shared weights
+    in Keras's layout (as a user with internet gets them): it records imagenet and the cached
+    file's SHA-256, and its features are those of the same weights passed by path."""
+    home = keras_cache(tmp_path / "keras_home")
+    env = {**os.environ, "KERAS_HOME": str(home), **NO_DOWNLOAD}  # no download could succeed
+    runs = {}
+    for name, weights in (("keras", "imagenet"), ("file", str(WEIGHTS))):
+        sets = [*outputs(tmp_path / name, synthetic_dir), "model.backbone=mobilenet_v2"]
+        sets += ["model.input_size=96", f"model.weights={weights}", "train.epochs=2"]
+        args = [a for s in sets for a in ("--set", s)]
+        done = subprocess.run(
+            [sys.executable, "-m", "fmnist_tl.cli", "train", str(SMOKE), *args],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (metrics,) = (tmp_path / name / "saved_models").glob("*/metrics.json")
+        runs[name] = json.loads(metrics.read_text())
+    keras_run, file_run = runs["keras"], runs["file"]
+    assert keras_run["weights_requested"] == keras_run["weights_used"] == "imagenet"
+    cached = home / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    assert keras_run["weights_sha256"] == atomic.sha256_file(cached)
+    assert keras_run["stages"][0]["feature_cache"] == "miss"  # features of its own pass
+    features = {
+        name: sorted((np.load(p) for p in (tmp_path / name / "cache").glob("*.npy")), key=len)
+        for name in runs
+    }
+    assert len(features["keras"]) == len(features["file"]) >= 2  # pool and test images
+    for a, b in zip(features["keras"], features["file"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert keras_run["test"] == file_run["test"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMOKE, learnable, write_idx
+from conftest import NO_DOWNLOAD, SMOKE, learnable, write_idx
 from typer.testing import CliRunner
 
 import fmnist_tl
@@ -96,7 +96,7 @@ def test_an_error_is_the_one_line_printed(tmp_path, synthetic_dir):
     no start-up lines, no Keras warning, no "Downloading data from" line before it."""
     sets = ["model.backbone=mobilenet_v2", "model.input_size=32", "model.weights=imagenet"]
     args = run_args(tmp_path, synthetic_dir) + [a for s in sets for a in ("--set", s)]
-    env = {**user_env(), "KERAS_HOME": str(tmp_path / "keras")}  # no cached weights
+    env = {**user_env(), "KERAS_HOME": str(tmp_path / "keras"), **NO_DOWNLOAD}  # never found
     proc = subprocess.run(
         [FMNIST, "train", str(SMOKE), *args],
         capture_output=True,

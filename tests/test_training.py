@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import SMOKE
+from conftest import NO_DOWNLOAD, SMOKE
 
 from fmnist_tl.config import load_config
 from fmnist_tl.models.assembly import build_model
@@ -239,7 +239,7 @@ def test_train_finetune_evaluate_through_the_cli(tmp_path, synthetic_dir):
 
 
 def test_offline_imagenet_weights_fail_clearly_or_fall_back_when_asked(tmp_path, synthetic_dir):
-    env = {"KERAS_HOME": str(tmp_path / "keras_home")}
+    env = {"KERAS_HOME": str(tmp_path / "keras_home"), **NO_DOWNLOAD}  # fails on any machine
     args = [
         "train",
         str(SMOKE),

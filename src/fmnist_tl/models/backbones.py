@@ -65,6 +65,11 @@ def keras_models_dir() -> Path:
     return Path(home) / "models"
 
 
+def imagenet_file(spec: BackboneSpec, size: int) -> Path:
+    """Where Keras keeps the ImageNet weights it loads for `spec` at `size`."""
+    return keras_models_dir() / spec.imagenet_weights_file(size)
+
+
 def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
     """Build the configured backbone; return (backbone, weights actually used, pretrained?).
 

@@ -15,8 +15,11 @@ from typing import Any
 import keras
 
 from .. import atomic, tfenv
+from ..config import Config
+from ..config.backbones import BACKBONES
 from ..errors import MissingFileError
 from ..machine import cpu_seconds, machine, process_seconds, versions
+from ..models.backbones import imagenet_file
 from ..models.head import head_of
 from ..models.inference import infer
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
@@ -98,10 +101,14 @@ def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
     return {k: round(v, 3) for k, v in parts.items() if v is not None}
 
 
-def _weights_sha256(state: RunState) -> str | None:
-    """The SHA-256 of the weights file or source model a run loaded, so a result names them."""
-    used = state.weights_used
-    path = used.removeprefix("file ") if used.startswith("file ") else state.source_model
+def _weights_sha256(config: Config, state: RunState) -> str | None:
+    """The SHA-256 of the weights a run loaded (a weights file, Keras's cached ImageNet file,
+    or the model a finetune started from), so a result names them."""
+    used, m = state.weights_used, config.model
+    if used == "imagenet":
+        path: str | Path | None = imagenet_file(BACKBONES[m.backbone], int(m.input_size or 0))
+    else:
+        path = used.removeprefix("file ") if used.startswith("file ") else state.source_model
     return atomic.sha256_file(path) if path and Path(path).is_file() else None
 
 
@@ -117,7 +124,7 @@ def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
         resize_method=config.model.resize_method,
         weights_requested=config.model.weights,
         weights_used=s.state.weights_used,
-        weights_sha256=_weights_sha256(s.state),
+        weights_sha256=_weights_sha256(config, s.state),
         seed=config.seed,
         test=Scores.from_dict(evaluation),
         stages=list(s.state.summaries),
