@@ -20,10 +20,11 @@ O=(--set "output.dir=$OUT/runs" --set "output.log_dir=$OUT/logs"
    --set "output.cache_dir=$OUT/cache" --set output.update_best=false)
 SUBSET=(--set data.train_limit=20000)
 
-step() {
+step() {  # bash's own `time` (no optional package): wall and CPU seconds of the step
   echo "== $1: $(date -u +%FT%TZ)"
   shift
-  /usr/bin/time -f "   wall %e s, CPU %U+%S s" "$@"
+  local TIMEFORMAT="   wall %R s, CPU %U+%S s"
+  time "$@"
 }
 
 run_step() {
