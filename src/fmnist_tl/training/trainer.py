@@ -21,7 +21,7 @@ from .. import progress
 from ..config import Config
 from ..config.loading import finetune_config
 from ..errors import ConfigError
-from ..evaluation.report import load_classifier
+from ..evaluation.loading import load_classifier
 from ..models.assembly import Built, build_model, find_backbone
 from ..records import FINETUNE, HEAD
 from . import runtime
