@@ -149,7 +149,8 @@ class RunMetrics:
     # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
     # test_features_s (the test images', when only the head trained), head_s, finetune_s,
     # test_s, reports_s, process_s (the process's whole life up to metrics.json), cpu_s (its
-    # CPU seconds, all threads: the cost another job on the machine does not inflate).
+    # CPU seconds, all threads: a cost another job on the machine barely moves), run_cpu_s
+    # (the CPU seconds of this sitting alone, when one process trains several runs).
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,6 @@ with its optimizer state.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ..config import Config
 from ..config.loading import finetune_config
 from ..errors import ConfigError
 from ..evaluation.loading import load_classifier
+from ..machine import Clock
 from ..models.assembly import Built, build_model, find_backbone
 from ..records import FINETUNE, HEAD
 from . import runtime
@@ -50,7 +50,7 @@ def _setup(config: Config) -> tuple[Splits, Any]:
 
 def train(config: Config) -> RunResult:
     """Run both stages as configured, evaluate the best model on the test set."""
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     splits, strategy = _setup(config)
     with runtime.scope(strategy):
         built = build_model(config)
@@ -72,7 +72,7 @@ def finetune(
     overrides: list[str] | None = None,
 ) -> RunResult:
     """Stage 2 only, from a saved model and the config saved beside it; writes a new run."""
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     model_path = pinned(Path(model_path) if model_path else DEFAULT_FINETUNE_SOURCE)
     config = finetune_config(model_path, unfreeze_from, epochs, learning_rate, overrides)
     if config.finetune.epochs == 0:
@@ -108,7 +108,7 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
     `run` is a run folder, or a run id under `root` (the output.dir that holds it). The run
     goes on with the config saved in it and ends with the artifacts of an uninterrupted run.
     """
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     folder = RunFolder.find(run, root)
     state = folder.load_resumable()
     config = folder.read_config()
