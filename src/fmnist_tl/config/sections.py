@@ -213,6 +213,10 @@ class _Schedule(_Section):
     plateau_patience: Int = _key(
         2, "plateau: epochs without improvement before a cut", ge=1, le=MAX_EPOCHS
     )
+    # timm's --model-ema: validation, the best checkpoint and the stage's result use the average.
+    ema: Float = _key(
+        0.0, "moving average of the weights, decay per step (e.g. 0.999); 0 = off", ge=0.0, lt=1.0
+    )
 
     @checks(mode="after")
     def _check_schedule(self) -> _Schedule:
@@ -279,6 +283,13 @@ class FinetuneConfig(_Schedule):
     # to float32 when float16 would overflow or flush small activations to zero.
     activation_dtype: Literal["auto", "float16", "float32"] = _key(
         "auto", "how cached stage-2 activations are stored: auto, float16 or float32"
+    )
+    # timm's --layer-decay: a block n blocks below the head learns at rate x layer_decay**n.
+    layer_decay: Float = _key(
+        1.0,
+        "learning-rate factor per block below the head (e.g. 0.8); 1 = one rate",
+        gt=0.0,
+        le=1.0,
     )
 
     @field_validator("activation_cache", mode="before")
