@@ -18,9 +18,18 @@ from .errors import DataError, MissingFileError, os_failure, short_path
 from .layout import published_files
 
 
-def check_model_file(path: str | os.PathLike[str]) -> Path:
-    """`path` is a file that looks like a .keras archive (a zip), or MissingFileError."""
-    p = Path(path)
+def check_model_file(path: str | os.PathLike[str], key: str | None = None) -> Path:
+    """`path` is a file that looks like a .keras archive (a zip), or MissingFileError (its
+    message starting with `key`, the config key that named the model, when there is one)."""
+    try:
+        return _check_model_file(Path(path))
+    except MissingFileError as exc:
+        if key is None:
+            raise
+        raise MissingFileError(f"{key}: {exc}") from None
+
+
+def _check_model_file(p: Path) -> Path:
     if not p.is_file():
         what = "is a folder, not a model file" if p.is_dir() else "model file not found"
         raise MissingFileError(

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..records import FINETUNE, HEAD
 from .backbones import BACKBONES, BackboneName
 from .fields import MAX_INPUT_BATCH_BYTES, MAX_SEED, Int, consecutive_seeds, shown, type_text
+from .run_sections import OutputConfig, RuntimeConfig, SweepConfig, TuneConfig
 from .sections import (
     AugmentConfig,
     CNNConfig,
@@ -31,12 +32,8 @@ from .sections import (
     FinetuneConfig,
     HeadConfig,
     ModelConfig,
-    OutputConfig,
     ResizeMethod,
-    RuntimeConfig,
-    SweepConfig,
     TrainConfig,
-    TuneConfig,
     _key,
     _Section,
 )

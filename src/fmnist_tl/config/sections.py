@@ -1,4 +1,6 @@
-"""The config's sections: each key's default, bounds and one-line meaning, in one place.
+"""The config's sections of what is trained: data, augmentation, model, both stages. Each key's
+default, bounds and one-line meaning live here (and in run_sections.py for where results go and
+how runs use the machine and search).
 
 Defaults live here; YAML files and `--set` change only what differs. Each field carries its
 meaning (`description`) and its allowed values (types and bounds from `fields.py`), so errors,
@@ -18,15 +20,12 @@ from .backbones import BackboneName
 from .fields import (
     MAX_BATCH,
     MAX_BLOCKS,
-    MAX_CACHE_GB,
     MAX_EPOCHS,
     MAX_FILTERS,
     MAX_INPUT_SIZE,
     MAX_LAYERS,
     MAX_LR,
     MAX_PENALTY,
-    MAX_STEPS_PER_EXECUTION,
-    MAX_TRIALS,
     MAX_UNITS,
     TEST_SIZE,
     TRAIN_SIZE,
@@ -35,13 +34,11 @@ from .fields import (
     Float,
     Int,
     LayerPrefix,
-    Name,
     PathText,
     shown,
 )
 
 ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
-MAX_RUNS_PER_CELL = 100  # sweep.seeds: a mean over 100 seeds is already tight
 Filters = Annotated[Int, Field(ge=1, le=MAX_FILTERS)]  # conv filters of one cnn block
 Width = Annotated[Int, Field(ge=1, le=MAX_UNITS)]  # one hidden Dense layer of the dense baseline
 
@@ -257,6 +254,12 @@ class TrainConfig(_Schedule):
     feature_cache: Literal["auto", "off"] = _key(
         "auto", "train the head on cached frozen-backbone features when it can"
     )
+    # Knowledge distillation (training/distill.py): the teacher's probabilities, once per image.
+    teacher: PathText | None = _key(None, "a saved .keras model the student also learns from")
+    distill_alpha: Float = _key(
+        0.5, "share of the loss from the teacher's soft targets", ge=0.0, le=1.0
+    )
+    distill_temperature: Float = _key(4.0, "temperature that softens both", gt=0.0, le=100.0)
 
     @field_validator("feature_cache", mode="before")
     @classmethod
@@ -296,69 +299,3 @@ class FinetuneConfig(_Schedule):
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML 1.1's bare `off`, as for feature_cache
-
-
-class OutputConfig(_Section):
-    """Where a run's results go."""
-
-    dir: PathText = _key("saved_models", "run folders go to <dir>/<name>-<time>/")
-    log_dir: PathText = _key("logs/fit", "TensorBoard logs go to <log_dir>/<run_id>/")
-    name: Name | None = _key(None, "run name (not a path); null = the config file's stem")
-    update_best: Bool = _key(True, "offer this run's model to <dir>/best.keras")
-    cache_dir: PathText = _key(
-        ".cache/features", "frozen-backbone features, keyed by what they depend on"
-    )
-
-
-class RuntimeConfig(_Section):
-    """How a run uses the machine: speed, not results (except deterministic)."""
-
-    mixed_precision: Bool = _key(False, "float16 compute on GPU (output layer stays float32)")
-    jit_compile: Bool = _key(False, "XLA-compile the train step")
-    steps_per_execution: Int = _key(1, "batches per Keras call", ge=1, le=MAX_STEPS_PER_EXECUTION)
-    distribute: Literal["none", "mirrored", "multi_worker"] = _key("none", "tf.distribute strategy")
-    deterministic: Bool = _key(False, "TF deterministic ops (GPU reproducibility, slower)")
-    # Stage 2 streams instead when its activation cache would take more memory than this.
-    cache_memory_gb: Float = _key(
-        6.0, "memory a stage-2 activation cache may take (GiB)", gt=0.0, le=MAX_CACHE_GB
-    )
-    # debug = auto plus every TensorFlow/Keras start-up line and warning (`fmnist --verbose`).
-    verbose: Literal["auto", "bar", "epoch", "silent", "debug"] = _key(
-        "auto", "Keras progress: auto (a bar on a terminal), bar, epoch, silent or debug"
-    )
-
-
-class TuneConfig(_Section):
-    """`fmnist tune`: random search; each trial trains stage 1 and is scored on validation."""
-
-    trials: Int = _key(20, "default for --trials", ge=1, le=MAX_TRIALS)
-    objective: Literal["val_accuracy", "val_loss"] = _key(
-        "val_accuracy", "maximised (accuracy) or minimised (loss)"
-    )
-    epochs: Int | None = _key(
-        None, "stage-1 epochs per trial; null = train.epochs", ge=1, le=MAX_EPOCHS
-    )
-    # Floats for a float key, integers for an integer key; checked when loaded (space.py).
-    space: dict[str, Any] = _key(
-        dict, "dotted key -> a list of choices or a range {min, max, step?, log?}"
-    )
-
-    @field_validator("space", mode="before")
-    @classmethod
-    def _null_space(cls, value: Any) -> Any:
-        return {} if value is None else value  # `space:` with nothing under it
-
-
-class SweepConfig(_Section):
-    """`fmnist sweep`: every combination of the grid's values is a cell, run once per seed."""
-
-    # Checked like tune.space keys when the sweep starts (fmnist_tl.study.grid).
-    grid: dict[str, list[Any]] = _key(
-        dict, "dotted key -> the values to try, e.g. {model.resize_method: [nearest, bilinear]}"
-    )
-    seeds: Int = _key(1, "runs per cell, with seeds seed, seed+1, ...", ge=1, le=MAX_RUNS_PER_CELL)
-
-    @field_validator("grid", mode="before")
-    @classmethod
-    def _null_grid(cls, value: Any) -> Any:
-        return {} if value is None else value  # `grid:` with nothing under it

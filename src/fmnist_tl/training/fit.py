@@ -97,7 +97,7 @@ def dataset(
     ds = pipeline.make_dataset(
         x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views
     )
-    if config.train.label_smoothing > 0:  # CategoricalCrossentropy wants one-hot labels
+    if config.train.label_smoothing > 0 and y.ndim == 1:  # one-hot for CategoricalCrossentropy
         import tensorflow as tf
 
         ds = ds.map(lambda a, b: (a, tf.one_hot(tf.cast(b, tf.int32), NUM_CLASSES)))

@@ -9,10 +9,23 @@ import keras
 
 from .. import metrics
 from ..config import Config
+from ..metrics import ACCURACY
 from ..models import head
 from ..records import FINETUNE
+from .distill import DistillationLoss, LabelAccuracy
 
 FEATURE_STEPS_PER_EXECUTION = 32  # see compile_model
+
+
+def _loss(config: Config) -> keras.losses.Loss:
+    """Cross-entropy with the labels (smoothed as train.label_smoothing), or with a teacher the
+    distillation loss, which mixes in the teacher's softened probabilities."""
+    t = config.train
+    if t.teacher is not None:
+        return DistillationLoss(t.distill_alpha, t.distill_temperature, t.label_smoothing)
+    if t.label_smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
 
 
 def steps_per_epoch(n_train: int, batch: int) -> int:
@@ -137,19 +150,16 @@ def compile_model(
     per call into TensorFlow: its steps take milliseconds, so per-step dispatch and callback
     overhead would otherwise be a large share of them. The steps themselves are unchanged.
     """
-    t = config.train
-    loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-        if t.label_smoothing > 0
-        else keras.losses.SparseCategoricalCrossentropy()
-    )
+    loss, scores = _loss(config), metrics.keras_metrics()
+    if config.train.teacher is not None:  # targets are [label, the teacher's probabilities]
+        scores = [LabelAccuracy(name=m) if m == ACCURACY.keras else m for m in scores]
     steps = config.runtime.steps_per_execution
     decay = config.finetune.layer_decay if stage == FINETUNE else 1.0
     rate = learning_rate(config, stage, steps_per_epoch)
     model.compile(
         optimizer=_optimizer(config, stage, rate, layer_rates(model, decay)),
         loss=loss,
-        metrics=metrics.keras_metrics(),
+        metrics=scores,
         jit_compile=config.runtime.jit_compile,
         steps_per_execution=max(steps, FEATURE_STEPS_PER_EXECUTION) if on_features else steps,
     )
