@@ -84,11 +84,13 @@ class Config(_Section):
         m = self.model
         if m.input_size is None:
             m.input_size = spec.default_size
-        if m.input_size < spec.min_size:
-            raise ValueError(
-                f"model.input_size: {m.input_size} is below the minimum {spec.min_size} "
-                f"for backbone {spec.name!r}; use input_size >= {spec.min_size}"
-            )
+        for key in ("input_size", "fallback_input_size"):
+            size = getattr(m, key)
+            if size is not None and size < spec.min_size:
+                raise ValueError(
+                    f"model.{key}: {size} is below the minimum {spec.min_size} "
+                    f"for backbone {spec.name!r}; use {key} >= {spec.min_size}"
+                )
         if m.weights == "imagenet" and not spec.pretrained:
             raise ValueError(
                 f"model.weights: 'imagenet' does not exist for backbone {spec.name!r}; "

@@ -111,10 +111,13 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
                 "from scratch) or to a local weights file, or set "
                 "model.allow_random_weights=true to continue from random weights"
             ) from None
+    # The size random weights train at: the config says what was built from here on (the
+    # caches, config.yaml and metrics.json record it).
+    model_cfg.input_size = size = model_cfg.fallback_input_size or size
     progress.say(
         f"WARNING: ImageNet weights for {spec.name} are unavailable ({file} not in "
-        f"{keras_models_dir()}); continuing from RANDOM weights as model.allow_random_weights "
-        "asks. Accuracy will NOT reflect transfer learning."
+        f"{keras_models_dir()}); continuing from RANDOM weights at {size} px as "
+        "model.allow_random_weights asks. Accuracy will NOT reflect transfer learning."
     )
     return (
         build_backbone(spec, size, None, model_cfg),
