@@ -23,6 +23,9 @@ ROWS = """tables:
       config: smoke.yaml
       trains: the smoke CNN
       reference: "-"
+  ensembles:
+    - ensemble: ensembles/two.json
+      name: the smoke CNN, 2 seeds
 """
 
 
@@ -77,6 +80,24 @@ def test_cpu_time_per_run_is_each_runs_own(published):
     assert all(c is not None and c > 0 for c in cpu)
     process = [m.timings["cpu_s"] for m in rows[0].runs]
     assert sum(cpu) <= max(process) + 1e-6  # the second run's own, not the process's total
+
+
+def test_an_ensemble_table_from_its_report_and_its_members_records(published, synthetic_dir):
+    from fmnist_tl.evaluation.report import evaluate
+
+    root, group = published["root"], published["group"]
+    models = [group.group_dir.parent / r.run_id / "best.keras" for r in group.per_run]
+    report = evaluate(models, data_dir=str(synthetic_dir))
+    result = runner.invoke(app, ["results", "add", report["json_path"], "--as",
+                                 "ensembles/two.json", "--root", str(root)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = records.results_table(root, "ensembles")
+    walls = sum(r.wall_time_s for r in group.per_run)
+    row = text.splitlines()[2]
+    assert f"| the smoke CNN, 2 seeds | 2 | {report['accuracy']:.4f} |" in row
+    assert f"| {walls:,.0f} |" in row
+    alone = ", ".join(f"{m['accuracy']:.4f}" for m in report["members"])
+    assert alone in row
 
 
 def test_bad_records_are_one_line(published, tmp_path):

@@ -11,6 +11,7 @@ the README's table is generated, and a test checks it still is.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ ROWS = "rows.yaml"
 
 
 def add_record(source: Path, dest: Path) -> list[Path]:
-    """Copy a run's (or a repeat group's and its members') record files into `dest`."""
+    """Copy a run's (or a repeat group's and its members') record files into `dest`, or an
+    ensemble's evaluation report (its JSON, which names its members) to `dest`."""
     source = Path(source)
+    if source.is_file() and source.suffix == ".json":
+        return [_add_report(source, dest)]
     if not (source / METRICS).is_file() and not (source / REPEAT_JSON).is_file():
         raise MissingFileError(
             f"{short_path(source)}: not a run or a repeat group (no {METRICS} or {REPEAT_JSON})"
@@ -55,6 +59,18 @@ def add_record(source: Path, dest: Path) -> list[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [dest / p.relative_to(staging) for p in written]
+
+
+def _add_report(source: Path, dest: Path) -> Path:
+    try:
+        members = json.loads(source.read_text(encoding="utf-8")).get("members")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise MissingFileError(f"{short_path(source)}: unreadable ({exc})") from None
+    if not members:
+        raise MissingFileError(f"{short_path(source)}: not an ensemble's report (no members)")
+    if dest.exists():
+        raise ConfigError(f"{short_path(dest)} exists already; choose another name or remove it")
+    return _copy(source, dest)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -121,8 +137,7 @@ def _mean_std(values: list[float]) -> str:
     return plus_minus(mean, std if len(values) > 1 else None)
 
 
-def load_rows(root: Path, table: str) -> list[Row]:
-    """The rows of `table` in root/rows.yaml, each with its record's runs (in seed order)."""
+def _table_spec(root: Path, table: str) -> list[dict[str, Any]]:
     try:
         spec = yaml.safe_load((root / ROWS).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -130,8 +145,13 @@ def load_rows(root: Path, table: str) -> list[Row]:
     rows = (spec.get("tables") or {}).get(table)
     if not rows:
         raise ConfigError(f"{short_path(root / ROWS)}: no table {table!r}")
+    return rows
+
+
+def load_rows(root: Path, table: str) -> list[Row]:
+    """The rows of `table` in root/rows.yaml, each with its record's runs (in seed order)."""
     out = []
-    for row in rows:
+    for row in _table_spec(root, table):
         folder = root / row["record"]
         runs = [RunMetrics.read(run / METRICS) for run in members(folder, folder.parent)]
         out.append(Row(row, sorted(runs, key=lambda m: m.seed or 0)))
@@ -140,6 +160,8 @@ def load_rows(root: Path, table: str) -> list[Row]:
 
 def results_table(root: Path, table: str) -> str:
     """The Markdown table of `table`, from the records alone, with the machine it ran on."""
+    if all("ensemble" in row for row in _table_spec(root, table)):
+        return ensemble_table(root, table)
     rows = load_rows(root, table)
     header = ["config", "what it trains", "test accuracy, mean ± std (runs)"]
     header += ["wall time per run (s)", "CPU time per run (s)", "the seed projects reported"]
@@ -180,3 +202,25 @@ def block(document: Path, table: str) -> str:
     content = document.read_text(encoding="utf-8")
     match = re.search(re.escape(start) + r"\n(.*?)" + re.escape(end), content, re.S)
     return match.group(1) if match else ""
+
+
+def ensemble_table(root: Path, table: str) -> str:
+    """An ensembles table: each ensemble's test accuracy (its report, recorded), its members'
+    alone, and what training them cost (their runs' records, found by run id)."""
+    runs = {m.run_id: m for m in map(RunMetrics.read, root.rglob(METRICS))}
+    header = ["ensemble", "members", "test accuracy", "each member alone", "gain over the best"]
+    header += ["training: wall s", "training: CPU s"]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for row in _table_spec(root, table):
+        report = json.loads((root / row["ensemble"]).read_text(encoding="utf-8"))
+        alone = [m["accuracy"] for m in report["members"]]
+        ids = [Path(m["model"]).parent.name for m in report["members"]]
+        trained = [runs.get(i) for i in ids]
+        known = [m for m in trained if m is not None]
+        cost = [sum(m.wall_time_s for m in known), sum(c or 0 for c in run_cpu(known))]
+        missing = "" if len(known) == len(ids) else f" ({len(ids) - len(known)} not recorded)"
+        cells = [row["name"], len(alone), f"{report['accuracy']:.4f}"]
+        cells += [", ".join(f"{a:.4f}" for a in alone), f"{report['accuracy'] - max(alone):+.4f}"]
+        cells += [f"{cost[0]:,.0f}{missing}", f"{cost[1]:,.0f}{missing}"]
+        lines.append(markdown_row(cells))
+    return "\n".join(lines) + "\n"
