@@ -137,15 +137,23 @@ def _mean_std(values: list[float]) -> str:
     return plus_minus(mean, std if len(values) > 1 else None)
 
 
-def _table_spec(root: Path, table: str) -> list[dict[str, Any]]:
+HEADERS = {"trains": "what it trains", "reference": "the seed projects reported"}
+
+
+def _table(root: Path, table: str) -> dict[str, Any]:
+    """A table of rows.yaml: its `rows`, and `headers` renaming the words columns."""
     try:
         spec = yaml.safe_load((root / ROWS).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise MissingFileError(f"{short_path(root / ROWS)}: unreadable ({exc})") from None
-    rows = (spec.get("tables") or {}).get(table)
-    if not rows:
-        raise ConfigError(f"{short_path(root / ROWS)}: no table {table!r}")
-    return rows
+    found = (spec.get("tables") or {}).get(table)
+    if not found or not found.get("rows"):
+        raise ConfigError(f"{short_path(root / ROWS)}: no table {table!r} with rows")
+    return {"rows": found["rows"], "headers": {**HEADERS, **(found.get("headers") or {})}}
+
+
+def _table_spec(root: Path, table: str) -> list[dict[str, Any]]:
+    return _table(root, table)["rows"]
 
 
 def load_rows(root: Path, table: str) -> list[Row]:
@@ -162,9 +170,9 @@ def results_table(root: Path, table: str) -> str:
     """The Markdown table of `table`, from the records alone, with the machine it ran on."""
     if all("ensemble" in row for row in _table_spec(root, table)):
         return ensemble_table(root, table)
-    rows = load_rows(root, table)
-    header = ["config", "what it trains", "test accuracy, mean ± std (runs)"]
-    header += ["wall time per run (s)", "CPU time per run (s)", "the seed projects reported"]
+    rows, words = load_rows(root, table), _table(root, table)["headers"]
+    header = ["config", words["trains"], "test accuracy, mean ± std (runs)"]
+    header += ["wall time per run (s)", "CPU time per run (s)", words["reference"]]
     lines = [markdown_row(header), "|" + "---|" * len(header)]
     for r in rows:
         cells = [f"`{r.spec['config']}`", r.spec.get("trains", ""), r.accuracy]
