@@ -33,6 +33,7 @@ from .fields import (
     Allowed,
     Bool,
     Float,
+    Float32,
     Int,
     LayerPrefix,
     Name,
@@ -73,9 +74,9 @@ class AugmentConfig(_Section):
     """Augmentation on the 28x28 images: random during training, and the test-time flip."""
 
     flip: Bool = _key(False, "random horizontal flip (clothes are left-right symmetric)")
-    translate: Float = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
-    erase: Float = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
-    erase_area: Float = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
+    translate: Float32 = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
+    erase: Float32 = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
+    erase_area: Float32 = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
     # Twice the inference compute, no training cost.
     test_flip: Bool = _key(False, "evaluate and predict on the mean of each image and its mirror")
 
@@ -93,7 +94,7 @@ class HeadConfig(_Section):
 
     pooling: Literal["avg", "max", "flatten"] = _key("avg", "over the backbone's feature map")
     units: Int = _key(256, "hidden Dense(relu) width; 0 = no hidden layer", ge=0, le=MAX_UNITS)
-    dropout: Float = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
+    dropout: Float32 = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
 
 
 class CNNConfig(_Section):
@@ -110,8 +111,8 @@ class CNNConfig(_Section):
     # A head that flattens the map can keep the last block at 7x7, where position still shows.
     pool: Bool | list[Bool] = _key(True, "max-pool after every block, or one flag per block")
     batch_norm: Bool = _key(True, "BatchNorm after every conv")
-    dropout: Float = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
 
     @field_validator("convs_per_block", mode="before")
     @classmethod
@@ -169,8 +170,8 @@ class DenseConfig(_Section):
     units: list[Width] = _key(
         list, "widths of the hidden Dense(relu) layers", max_length=MAX_LAYERS
     )
-    dropout: Float = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
 
 
 class ModelConfig(_Section):
@@ -208,8 +209,8 @@ class _Schedule(_Section):
     warmup_epochs: Float = _key(
         0.0, "linear warmup from 0 (constant and cosine)", ge=0.0, lt=MAX_EPOCHS
     )
-    min_learning_rate: Float = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
-    plateau_factor: Float = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
+    min_learning_rate: Float32 = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
+    plateau_factor: Float32 = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
     plateau_patience: Int = _key(
         2, "plateau: epochs without improvement before a cut", ge=1, le=MAX_EPOCHS
     )
@@ -240,10 +241,10 @@ class TrainConfig(_Schedule):
 
     epochs: Int = _key(10, "stage-1 epochs", ge=1, le=MAX_EPOCHS)
     batch_size: Int = _key(64, "examples per optimizer step (both stages)", ge=1, le=MAX_BATCH)
-    learning_rate: Float = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
     optimizer: Literal["adam", "adamw", "sgd"] = _key("adam", "optimizer (both stages)")
-    weight_decay: Float = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
-    label_smoothing: Float = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
+    weight_decay: Float32 = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
+    label_smoothing: Float32 = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
@@ -268,7 +269,7 @@ class FinetuneConfig(_Schedule):
     unfreeze_from: LayerPrefix | None = _key(
         None, "layer-name prefix to unfreeze from; null = the backbone's default"
     )
-    learning_rate: Float = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
