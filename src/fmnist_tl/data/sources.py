@@ -17,6 +17,7 @@ import numpy as np
 
 from ..classes import CLASS_NAMES
 from ..errors import ConfigError, DataError, first_line, short_path
+from ..libdirs import user_keras_home
 from ..paths import check_data_dir, expand_path, file_problem
 from .csvfile import read_csv
 from .idx import check_labels, idx_header, read_idx
@@ -52,9 +53,8 @@ class FashionMNIST:
 
 def _default_dirs() -> list[tuple[str, Path]]:
     """Places searched when data.dir is unset, in order (tests point these at tmp folders)."""
-    keras_home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
     return [
-        ("Keras cache", keras_home / "datasets" / "fashion-mnist"),
+        ("Keras cache", user_keras_home() / "datasets" / "fashion-mnist"),
         ("Debian package dataset-fashion-mnist", DEBIAN_DIR),
     ]
 
