@@ -200,7 +200,9 @@ def check_values(config: Config, key: str, values: Any) -> list[Any]:
         same = json.dumps(typed, sort_keys=True, default=str)
         if same in seen:  # 0.1 and 1e-1, 64 and 64.0: one value, so one cell twice
             first = seen[same]
-            twice = f"{first!r} and {value!r} are" if first != value else f"{value!r} is"
+            twice = (
+                f"{first!r} and {value!r} are" if repr(first) != repr(value) else f"{value!r} is"
+            )
             raise ConfigError(
                 f"sweep.grid: {key}: {twice} the same value ({typed!r}) given twice; "
                 "give each value once"
