@@ -75,6 +75,20 @@ def shorten_paths(message: str) -> str:
     return re.sub(rf"\S{{{PATH_SHOWN + 1},}}", lambda m: short_path(m.group()), one_line)
 
 
+def for_terminal(message: str) -> str:
+    """A failure's message as the CLI prints it: `shorten_paths` (one printable line, long
+    paths shortened) and, when the working folder was deleted under the process and the
+    message does not name it, that first: every relative path then fails, in whatever words
+    the failing check had ("saved_models: no runs found")."""
+    gone = working_folder_gone()
+    if gone is not None and short_path(gone) not in message:
+        message = (
+            f"the working folder {short_path(gone)} no longer exists, so relative paths "
+            f"cannot be found: {message}"
+        )
+    return shorten_paths(message)
+
+
 _WHAT_TO_DO = {  # errno name -> what a user can do about it
     "ENOSPC": "free space on that disk or write somewhere else",
     "EDQUOT": "free space within your disk quota or write somewhere else",

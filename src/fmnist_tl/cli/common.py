@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import OS_FAILURE, FmnistError, Interrupted, os_failure, printable, shorten_paths
+from ..errors import OS_FAILURE, FmnistError, Interrupted, for_terminal, os_failure, printable
 from ..tfenv import TerminalStream, held_output, terminal
 
 HELP = {"help_option_names": ["-h", "--help"]}  # -h everywhere: sub-apps and commands inherit
@@ -79,11 +79,11 @@ def handle_errors(fn: F) -> F:
             err.print(f"[yellow]{escape(printable(str(exc)))}[/yellow]", **_ONE_LINE)
             raise typer.Exit(exc.exit_code) from None
         except FmnistError as exc:
-            err.print(f"[red]error:[/red] {escape(shorten_paths(str(exc)))}", **_ONE_LINE)
+            err.print(f"[red]error:[/red] {escape(for_terminal(str(exc)))}", **_ONE_LINE)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # the last resort for the disk and paths: name it, exit 3
             err.print(
-                f"[red]error:[/red] {escape(shorten_paths(str(os_failure(exc))))}", **_ONE_LINE
+                f"[red]error:[/red] {escape(for_terminal(str(os_failure(exc))))}", **_ONE_LINE
             )
             raise typer.Exit(OS_FAILURE) from None
         except KeyboardInterrupt:
