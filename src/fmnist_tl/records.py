@@ -14,6 +14,7 @@ from typing import Any
 
 from . import atomic, metrics
 from .errors import MissingFileError
+from .paths import read_text
 
 HEAD = "head"  # stage 1: the head (and a from-scratch backbone), the pretrained backbone frozen
 FINETUNE = "finetune"  # stage 2: unfreeze from a named layer, small learning rate
@@ -197,7 +198,7 @@ class RunMetrics:
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(read_text(path))
         except (OSError, ValueError) as exc:
             raise MissingFileError(f"{path}: unreadable ({exc})") from None
         if not isinstance(raw, dict):

@@ -32,6 +32,7 @@ from .fields import (
     Allowed,
     Bool,
     Float,
+    Float32,
     Int,
     LayerPrefix,
     PathText,
@@ -70,9 +71,9 @@ class AugmentConfig(_Section):
     """Augmentation on the 28x28 images: random during training, and the test-time flip."""
 
     flip: Bool = _key(False, "random horizontal flip (clothes are left-right symmetric)")
-    translate: Float = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
-    erase: Float = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
-    erase_area: Float = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
+    translate: Float32 = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
+    erase: Float32 = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
+    erase_area: Float32 = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
     # Twice the inference compute, no training cost.
     test_flip: Bool = _key(False, "evaluate and predict on the mean of each image and its mirror")
 
@@ -90,7 +91,7 @@ class HeadConfig(_Section):
 
     pooling: Literal["avg", "max", "flatten"] = _key("avg", "over the backbone's feature map")
     units: Int = _key(256, "hidden Dense(relu) width; 0 = no hidden layer", ge=0, le=MAX_UNITS)
-    dropout: Float = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
+    dropout: Float32 = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
 
 
 class CNNConfig(_Section):
@@ -107,8 +108,8 @@ class CNNConfig(_Section):
     # A head that flattens the map can keep the last block at 7x7, where position still shows.
     pool: Bool | list[Bool] = _key(True, "max-pool after every block, or one flag per block")
     batch_norm: Bool = _key(True, "BatchNorm after every conv")
-    dropout: Float = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
 
     @field_validator("convs_per_block", mode="before")
     @classmethod
@@ -166,8 +167,8 @@ class DenseConfig(_Section):
     units: list[Width] = _key(
         list, "widths of the hidden Dense(relu) layers", max_length=MAX_LAYERS
     )
-    dropout: Float = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
 
 
 class ModelConfig(_Section):
@@ -212,13 +213,13 @@ class _Schedule(_Section):
     warmup_epochs: Float = _key(
         0.0, "linear warmup from 0 (constant and cosine)", ge=0.0, lt=MAX_EPOCHS
     )
-    min_learning_rate: Float = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
-    plateau_factor: Float = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
+    min_learning_rate: Float32 = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
+    plateau_factor: Float32 = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
     plateau_patience: Int = _key(
         2, "plateau: epochs without improvement before a cut", ge=1, le=MAX_EPOCHS
     )
     # timm's --model-ema: validation, the best checkpoint and the stage's result use the average.
-    ema: Float = _key(
+    ema: Float32 = _key(
         0.0, "moving average of the weights, decay per step (e.g. 0.999); 0 = off", ge=0.0, lt=1.0
     )
 
@@ -248,10 +249,10 @@ class TrainConfig(_Schedule):
 
     epochs: Int = _key(10, "stage-1 epochs", ge=1, le=MAX_EPOCHS)
     batch_size: Int = _key(64, "examples per optimizer step (both stages)", ge=1, le=MAX_BATCH)
-    learning_rate: Float = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
     optimizer: Literal["adam", "adamw", "sgd"] = _key("adam", "optimizer (both stages)")
-    weight_decay: Float = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
-    label_smoothing: Float = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
+    weight_decay: Float32 = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
+    label_smoothing: Float32 = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
@@ -263,10 +264,10 @@ class TrainConfig(_Schedule):
     )
     # Knowledge distillation (training/distill.py): the teacher's probabilities, once per image.
     teacher: PathText | None = _key(None, "a saved .keras model the student also learns from")
-    distill_alpha: Float = _key(
+    distill_alpha: Float32 = _key(
         0.5, "share of the loss from the teacher's soft targets", ge=0.0, le=1.0
     )
-    distill_temperature: Float = _key(4.0, "temperature that softens both", gt=0.0, le=100.0)
+    distill_temperature: Float32 = _key(4.0, "temperature that softens both", gt=0.0, le=100.0)
 
     @field_validator("feature_cache", mode="before")
     @classmethod
@@ -282,7 +283,7 @@ class FinetuneConfig(_Schedule):
     unfreeze_from: LayerPrefix | None = _key(
         None, "layer-name prefix to unfreeze from; null = the backbone's default"
     )
-    learning_rate: Float = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
@@ -295,7 +296,7 @@ class FinetuneConfig(_Schedule):
         "auto", "how cached stage-2 activations are stored: auto, float16 or float32"
     )
     # timm's --layer-decay: a block n blocks below the head learns at rate x layer_decay**n.
-    layer_decay: Float = _key(
+    layer_decay: Float32 = _key(
         1.0,
         "learning-rate factor per block below the head (e.g. 0.8); 1 = one rate",
         gt=0.0,

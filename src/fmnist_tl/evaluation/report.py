@@ -16,7 +16,7 @@ import numpy as np
 from .. import atomic, progress
 from ..data.sources import limit, load_fashion_mnist
 from ..layout import CONFIG, EVALUATION
-from ..paths import check_report_outputs, report_paths
+from ..paths import check_report_outputs, read_text, report_paths
 from ..reporting.plots import plot_confusion_matrix, plot_misclassified, run_title
 from . import ensemble
 from .loading import load_classifier, saved_test_flip
@@ -121,7 +121,7 @@ def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
     """
     own = model_path.parent / EVALUATION
     try:
-        held = json.loads(own.read_text())
+        held = json.loads(read_text(own))
     except (OSError, ValueError):
         return own  # nothing to keep (or nothing readable): the report goes here
     if not isinstance(held, dict):
@@ -145,7 +145,7 @@ def model_run_id(model_path: Path) -> str:
     if (model_path.parent / CONFIG).is_file():
         return model_path.parent.name
     try:
-        record = json.loads(model_path.with_suffix(".json").read_text())
+        record = json.loads(read_text(model_path.with_suffix(".json")))
     except (OSError, ValueError):
         return model_path.name
     run = record.get("run_id") if isinstance(record, dict) else None

@@ -23,6 +23,7 @@ import yaml
 from .. import atomic
 from ..errors import ConfigError, MissingFileError, short_path
 from ..layout import CONFIG, HISTORY, METRICS, REPEAT_JSON
+from ..paths import read_text
 from ..records import RunMetrics
 from .runs import members
 from .tables import markdown_row, plus_minus
@@ -63,7 +64,7 @@ def add_record(source: Path, dest: Path) -> list[Path]:
 
 def _add_report(source: Path, dest: Path) -> Path:
     try:
-        members = json.loads(source.read_text(encoding="utf-8")).get("members")
+        members = json.loads(read_text(source)).get("members")
     except (OSError, ValueError, AttributeError) as exc:
         raise MissingFileError(f"{short_path(source)}: unreadable ({exc})") from None
     if not members:
@@ -143,7 +144,7 @@ HEADERS = {"trains": "what it trains", "reference": "the seed projects reported"
 def _table(root: Path, table: str) -> dict[str, Any]:
     """A table of rows.yaml: its `rows`, and `headers` renaming the words columns."""
     try:
-        spec = yaml.safe_load((root / ROWS).read_text(encoding="utf-8")) or {}
+        spec = yaml.safe_load(read_text(root / ROWS)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise MissingFileError(f"{short_path(root / ROWS)}: unreadable ({exc})") from None
     found = (spec.get("tables") or {}).get(table)
@@ -194,7 +195,7 @@ def _machine(m: RunMetrics) -> str:
 def update_block(document: Path, table: str, text: str) -> bool:
     """Put `text` between the document's results markers for `table`; whether it changed."""
     start, end = f"<!-- results:{table} -->", f"<!-- /results:{table} -->"
-    content = document.read_text(encoding="utf-8")
+    content = read_text(document)
     pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)
     if not pattern.search(content):
         raise ConfigError(f"{short_path(document)}: no {start} ... {end} block to fill")
@@ -207,7 +208,7 @@ def update_block(document: Path, table: str, text: str) -> bool:
 def block(document: Path, table: str) -> str:
     """What the document holds between its results markers for `table`."""
     start, end = f"<!-- results:{table} -->", f"<!-- /results:{table} -->"
-    content = document.read_text(encoding="utf-8")
+    content = read_text(document)
     match = re.search(re.escape(start) + r"\n(.*?)" + re.escape(end), content, re.S)
     return match.group(1) if match else ""
 
@@ -220,7 +221,7 @@ def ensemble_table(root: Path, table: str) -> str:
     header += ["training: wall s", "training: CPU s"]
     lines = [markdown_row(header), "|" + "---|" * len(header)]
     for row in _table_spec(root, table):
-        report = json.loads((root / row["ensemble"]).read_text(encoding="utf-8"))
+        report = json.loads(read_text(root / row["ensemble"]))
         alone = [m["accuracy"] for m in report["members"]]
         ids = [Path(m["model"]).parent.name for m in report["members"]]
         trained = [runs.get(i) for i in ids]

@@ -128,6 +128,8 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
 
 def _train_stages(s: Session, built: Built) -> None:
     config = s.config
+    # Planned now (one backbone pass may serve both stages), said when stage 2 starts: a
+    # stage 1 that fails first (a full disk under its feature cache) never hears of it.
     plan = _plan_stage2(s, built.model) if FINETUNE in s.state.stages else None
     # One pass over the frozen backbone for both stages, when stage 2 caches its activations.
     backbone_pass = BackbonePass.for_plan(plan, s.splits.x_pool, Path(config.output.cache_dir))
@@ -154,10 +156,7 @@ def _train_stages(s: Session, built: Built) -> None:
 
 
 def _plan_stage2(s: Session, model: keras.Model) -> Plan:
-    plan = plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
-    if (note := plan.note(len(s.splits.x_pool))) is not None:
-        progress.say(f"note: {note}")
-    return plan
+    return plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
 
 
 def _finetune_if_pending(
@@ -171,6 +170,8 @@ def _finetune_if_pending(
     if s.state.stage != FINETUNE:
         return
     plan = plan or _plan_stage2(s, model)
+    if (note := plan.note(len(s.splits.x_pool))) is not None:  # what stage 2 does, as it starts
+        progress.say(f"note: {note}")
     unfreeze_from(find_backbone(model), s.config.finetune.unfreeze_from)
     if plan.cached:
         s.start_cached_stage(model)  # the bottom the activations come from, restored on resume
