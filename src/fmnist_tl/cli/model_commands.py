@@ -99,6 +99,8 @@ def split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """MODEL... IMAGE...: the leading .keras files are the models, the rest the images."""
     count = next((i for i, p in enumerate(paths) if p.suffix != ".keras"), len(paths))
     models, images = paths[:count], paths[count:]
+    if not models and paths and paths[0].is_dir():
+        check_model_file(paths[0])  # a folder where the model goes: say so (exit 3)
     if not models or not images:
         what = "a .keras model" if not models else "an image"
         raise ConfigError(
