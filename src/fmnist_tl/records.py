@@ -147,11 +147,12 @@ class RunMetrics:
     runtime: RuntimeInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)  # CPU, cores, GPUs, TensorFlow
-    # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
+    # Where the run's wall time went, over every sitting: prepare_s, features_s (the pool's),
     # test_features_s (the test images', when only the head trained), head_s, finetune_s,
-    # test_s, reports_s, process_s (the process's whole life up to metrics.json), cpu_s (its
-    # CPU seconds, all threads: a cost another job on the machine barely moves), run_cpu_s
-    # (the CPU seconds of this sitting alone, when one process trains several runs).
+    # test_s, reports_s; run_cpu_s, the run's CPU seconds (all threads, every sitting: a cost
+    # another job on the machine barely moves). This sitting's: startup_s, process_s (the
+    # process's life up to metrics.json), cpu_s (the process's CPU seconds, which count
+    # earlier runs when one process trains several), sitting_cpu_s.
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
