@@ -9,6 +9,7 @@ sections are the whole config's (`schema.Config`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,9 +35,11 @@ from .fields import (
     Bool,
     Float,
     Int,
+    Label,
     LayerPrefix,
     Name,
     PathText,
+    Uri,
     shown,
 )
 
@@ -44,6 +47,7 @@ ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
 MAX_RUNS_PER_CELL = 100  # sweep.seeds: a mean over 100 seeds is already tight
 Filters = Annotated[Int, Field(ge=1, le=MAX_FILTERS)]  # conv filters of one cnn block
 Width = Annotated[Int, Field(ge=1, le=MAX_UNITS)]  # one hidden Dense layer of the dense baseline
+TRACKING_DB = "mlflow.db"  # the default tracking store, a SQLite file in output.dir
 
 
 def _key(default: Any, meaning: str, **bounds: Any) -> Any:
@@ -297,6 +301,23 @@ class OutputConfig(_Section):
     cache_dir: PathText = _key(
         ".cache/features", "frozen-backbone features, keyed by what they depend on"
     )
+    # MLflow is an optional extra (pip install -e '.[mlflow]'); off, nothing imports it.
+    tracking: Literal["none", "mlflow"] = _key("none", "record runs and studies: none or mlflow")
+    tracking_uri: Uri | None = _key(
+        None, "MLflow store (database or server); null = sqlite:///<dir>/mlflow.db"
+    )
+    experiment: Label | None = _key(None, "MLflow experiment; null = output.name")
+    tracking_model: Bool = _key(False, "also log best.keras to MLflow (tens of MB a run)")
+
+    def store(self) -> str:
+        """tracking_uri, else a SQLite file in output.dir (absolute: the same from anywhere)."""
+        return self.tracking_uri or f"sqlite:///{Path(self.dir).resolve() / TRACKING_DB}"
+
+    def pin_tracking(self) -> None:
+        """With tracking on, write the store and experiment into the config (saved with each
+        run), so a sweep's runs and a resumed run go on where their study or run began."""
+        if self.tracking != "none":
+            self.tracking_uri, self.experiment = self.store(), self.experiment or self.name
 
 
 class RuntimeConfig(_Section):
