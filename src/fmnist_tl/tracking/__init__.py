@@ -10,16 +10,23 @@ opened, and with tracking off none is.
 
 from __future__ import annotations
 
-from .run import OFF, RunTracker, open_run
+from .run import OFF as NO_RUN
+from .run import RunTracker, open_run
 from .store import TrackingFailure, require
+from .study import OFF as NO_STUDY
 from .study import StudyTracker, study
+from .summaries import repeat_summary, sweep_summary, tune_summary
 
 __all__ = [
-    "OFF",
+    "NO_RUN",
+    "NO_STUDY",
     "RunTracker",
     "StudyTracker",
     "TrackingFailure",
     "open_run",
+    "repeat_summary",
     "require",
     "study",
+    "sweep_summary",
+    "tune_summary",
 ]

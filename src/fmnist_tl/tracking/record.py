@@ -10,6 +10,7 @@ it twice logs nothing twice.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,15 @@ import yaml
 from ..layout import RunPaths
 from ..paths import report_paths
 from ..records import RunMetrics
-from .store import RECORDED, Store, TrackingFailure
-from .values import config_params, epoch_metrics, read_rows, result_metrics, result_tags
+from .store import PARENT, RECORDED, Store, TrackingFailure
+from .values import (
+    config_params,
+    epoch_metrics,
+    identity_tags,
+    read_rows,
+    result_metrics,
+    result_tags,
+)
 
 MODEL_FOLDER = "model"  # where best.keras goes among a run's artifacts
 
@@ -62,7 +70,8 @@ def record_run(
     }
     new = [e for e in epochs if e[2] not in logged.get(e[0], set())]
     results: list[tuple[str, float, int]] = []
-    tags: dict[str, str] = {}
+    raw = saved_config(paths)
+    tags = {k: str(raw[k]) for k in ("seed",) if k in raw}  # a diverged run: no metrics.json
     if paths.metrics.is_file():
         m = RunMetrics.read(paths.metrics)
         results, tags = result_metrics(m), result_tags(m, paths.dir)
@@ -70,3 +79,55 @@ def record_run(
     store.upload(run_id, artifacts(paths, model))
     store.log(run_id, tags={RECORDED: "complete"})
     store.set_status(run_id, status)
+
+
+def run_state(paths: RunPaths) -> dict[str, Any]:
+    """state.json as saved ({} when missing or unreadable): complete, diverged, run id."""
+    try:
+        raw = json.loads(paths.state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def finished(paths: RunPaths) -> str | None:
+    """ "FINISHED" (metrics.json written), "FAILED" (diverged) or None (still to resume)."""
+    state = run_state(paths)
+    if paths.metrics.is_file() and (not state or state.get("complete")):
+        return "FINISHED"
+    return "FAILED" if state.get("diverged") else None
+
+
+def track_folder(
+    store: Store,
+    paths: RunPaths,
+    *,
+    model: bool,
+    parent: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """A finished (or diverged) run folder into the store, as the child of `parent`:
+    ("recorded" | "completed" | "already recorded", its MLflow run id).
+
+    The run is found by the id its files name, else by its folder's name; one already
+    complete is left as it is, one a failed store left half-done is completed.
+    """
+    status = finished(paths)
+    if status is None:
+        raise ValueError("unfinished")
+    known = run_state(paths).get("mlflow_run_id")
+    if paths.metrics.is_file():
+        known = RunMetrics.read(paths.metrics).mlflow_run_id or known
+    run = (store.get(str(known)) if known else None) or store.find(paths.name, "run")
+    if run is not None and run.data.tags.get(RECORDED) == "complete":
+        return "already recorded", str(run.info.run_id)
+    if run is None:
+        start = {**identity_tags(paths.name, "run", paths.dir), **(tags or {})}
+        start["fmnist.backfilled"] = "true"  # recorded from its files, after the run
+        if parent is not None:
+            start[PARENT] = parent
+        run_id, what = store.create(paths.name, start), "recorded"
+    else:
+        run_id, what = str(run.info.run_id), "completed"
+    record_run(store, run_id, paths, model=model, status=status)
+    return what, run_id

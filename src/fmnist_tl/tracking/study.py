@@ -24,13 +24,15 @@ from typing import Any
 
 from .. import progress
 from ..config import Config
-from ..errors import Interrupted
+from ..errors import FmnistError, Interrupted
+from ..layout import RunPaths
+from .record import track_folder
 from .run import NEST, Nest, say_failure, track_command
 from .store import IDENTITY, KIND, NOTE, PARENT, RECORDED, Store, TrackingFailure, experiment_of
 from .values import code_tags, config_params, epoch_metrics, identity_tags, param_text
 
 STUDY_KEY = "fmnist.study_key"  # what a distributed study's workers find their parent by
-JOIN_WAIT_S = 20.0  # how long a worker looks for its chief's parent run
+JOIN_WAIT_S = 90.0  # how long a worker looks for its chief's parent run (MLflow loading)
 NOTE_CHARS = 7_500  # MLflow keeps a tag value of up to 8,000 characters
 
 
@@ -43,6 +45,7 @@ class StudyTracker:
         self.unrecorded: list[Path] = []
         self.trials_unrecorded = 0
         self.joined = False  # a distributed worker: the chief ends the parent, not this
+        self.model = False  # output.tracking_model: best.keras among a run's artifacts
 
     def _try(self, call: Any) -> bool:
         if self.store is None or self.run_id is None:
@@ -53,6 +56,8 @@ class StudyTracker:
         except TrackingFailure as exc:
             say_failure(str(exc))
             self.store = None
+        except (FmnistError, OSError, ValueError):  # a run's files it could not read
+            pass
         return False
 
     @contextlib.contextmanager
@@ -67,6 +72,17 @@ class StudyTracker:
             yield
         finally:
             NEST.reset(token)
+
+    def adopt(self, folder: Path, tags: dict[str, Any] | None = None) -> None:
+        """A run of the study that finished before (a rerun skips it): recorded from its
+        files as a child if the store lacks it (tracking was off, or the store away)."""
+        texts = {key: param_text(value) for key, value in (tags or {}).items()}
+
+        def record(store: Store, parent: str) -> None:
+            track_folder(store, RunPaths(folder), model=self.model, parent=parent, tags=texts)
+
+        if self.kind != "off" and not self._try(record):
+            self.unrecorded.append(folder)
 
     def trial(
         self,
@@ -173,6 +189,7 @@ def study(
         yield OFF
         return
     tracker = StudyTracker(kind)
+    tracker.model = config.output.tracking_model
     try:
         tracker.store = Store.open(config.output.store(), experiment_of(config.output))
         _parent(tracker, tracker.store, name, identity, params or config.to_dict(), key, join)

@@ -54,9 +54,9 @@ def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def param_text(value: Any) -> str:
-    """A config value as an MLflow param: text as it is, anything else as JSON."""
-    if isinstance(value, str):
-        return value
+    """A config value as an MLflow param: text (or a path) as it is, anything else as JSON."""
+    if isinstance(value, str | Path):
+        return str(value)
     return json.dumps(value)
 
 

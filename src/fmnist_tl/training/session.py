@@ -60,7 +60,7 @@ class Session:
     # features: the test then runs the head on them (trainer._finish).
     test_features: list[Any] | None = None
     test_features_s: float = 0.0
-    tracker: tracking.RunTracker = tracking.OFF  # its MLflow run (output.tracking)
+    tracker: tracking.RunTracker = tracking.NO_RUN  # its MLflow run (output.tracking)
 
     @classmethod
     def open(
