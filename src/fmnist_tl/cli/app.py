@@ -62,6 +62,7 @@ for command in (
     study_commands.sweep,
     model_commands.evaluate,
     study_commands.compare,
+    study_commands.track,
     model_commands.predict,
     model_commands.export,
 ):

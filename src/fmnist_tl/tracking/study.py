@@ -95,20 +95,10 @@ class StudyTracker:
         """A tune trial as a child run: its config as params, its epochs, its scores."""
         if self.kind == "off":
             return
-        name = f"trial_{number:03d}"
+        identity = f"{self.identity}/trial_{number:03d}"
 
         def log(store: Store, parent: str) -> None:
-            tags = identity_tags(f"{self.identity}/{name}", "trial")
-            tags.update({PARENT: parent, "fmnist.trial": str(number)})
-            tags["fmnist.status"] = str(scores.get("status", "ok"))
-            if message:
-                tags[NOTE] = message
-            run = store.create(name, tags)
-            numbers = [(k, float(v), 0) for k, v in scores.items() if _number(v)]
-            store.log(run, params=config_params(config), metrics=epoch_metrics(rows) + numbers)
-            store.log(run, tags={RECORDED: "complete"})
-            ok = scores.get("status", "ok") == "ok"
-            store.set_status(run, "FINISHED" if ok else "FAILED")
+            log_trial(store, parent, identity, number, config, scores, rows, message)
 
         if not self._try(log):
             self.trials_unrecorded += 1
@@ -126,23 +116,10 @@ class StudyTracker:
         """The study's summary into its parent run, then its end."""
         if identity is not None:
             self.identity = identity
-        texts = {key: param_text(value) for key, value in (tags or {}).items()}
-        if self.identity is not None:
-            texts[IDENTITY] = self.identity
-        if note:
-            texts[NOTE] = note[:NOTE_CHARS]
-        values = [(k, float(v), 0) for k, v in (metrics or {}).items() if _number(v)]
-
         if self.joined:
             return
-
-        def log(store: Store, run: str) -> None:
-            store.log(run, metrics=values, tags=texts)
-            store.upload(run, [(f, None) for f in files or [] if f.is_file()])
-            store.log(run, tags={RECORDED: "complete"})
-            store.set_status(run, status)
-
-        self._try(log)
+        summary = {"metrics": metrics, "tags": tags, "files": files, "note": note}
+        self._try(lambda store, run: end_parent(store, run, self.identity, status, **summary))
 
     def end(self, exc: BaseException) -> None:
         if self.joined:
@@ -248,3 +225,52 @@ def _join(store: Store, kind: str, key: str) -> Any:
                 f"(key {key}); this worker's runs are not recorded"
             )
         time.sleep(1.0)
+
+
+def log_trial(
+    store: Store,
+    parent: str,
+    identity: str,
+    number: int,
+    config: dict[str, Any],
+    scores: dict[str, Any],
+    rows: list[dict[str, Any]],
+    message: str | None = None,
+) -> str:
+    """A tune trial as a child run of `parent`: its config as params, its epochs, its
+    scores (numbers as metrics, status as a tag), its message as the description."""
+    tags = identity_tags(identity, "trial")
+    tags.update({PARENT: parent, "fmnist.trial": str(number)})
+    tags["fmnist.status"] = str(scores.get("status", "ok"))
+    if message:
+        tags[NOTE] = message
+    run = store.create(f"trial_{number:03d}", tags)
+    numbers = [(k, float(v), 0) for k, v in scores.items() if _number(v)]
+    store.log(run, params=config_params(config), metrics=epoch_metrics(rows) + numbers)
+    store.log(run, tags={RECORDED: "complete"})
+    store.set_status(run, "FINISHED" if scores.get("status", "ok") == "ok" else "FAILED")
+    return run
+
+
+def end_parent(
+    store: Store,
+    run: str,
+    identity: str | None,
+    status: str = "FINISHED",
+    *,
+    metrics: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    files: list[Path] | None = None,
+    note: str | None = None,
+) -> None:
+    """A study's summary (tracking.summaries) into its parent run, then the run's end."""
+    texts = {key: param_text(value) for key, value in (tags or {}).items()}
+    if identity is not None:
+        texts[IDENTITY] = identity
+    if note:
+        texts[NOTE] = note[:NOTE_CHARS]
+    values = [(k, float(v), 0) for k, v in (metrics or {}).items() if _number(v)]
+    store.log(run, metrics=values, tags=texts)
+    store.upload(run, [(f, None) for f in files or [] if f.is_file()])
+    store.log(run, tags={RECORDED: "complete"})
+    store.set_status(run, status)
