@@ -89,8 +89,25 @@ def guarded(uri: str, what: str, call: Callable[[], T]) -> T:
     except TrackingFailure:
         raise
     except Exception as exc:  # MLflow's, SQLAlchemy's, requests', OSError: never the run's
-        reason = " ".join(first_line(exc).split())[:MESSAGE_CHARS]
-        raise TrackingFailure(f"MLflow at {uri}: cannot {what} ({reason})") from None
+        raise TrackingFailure(f"MLflow at {uri}: cannot {what} ({reason(exc)})") from None
+
+
+_NETWORK = {  # what requests/urllib3 say, as a user would say it
+    "Connection refused": "connection refused: is the server running?",
+    "timed out": "no answer in time",
+    "Failed to resolve": "unknown host",
+    "Name or service not known": "unknown host",
+    "Max retries exceeded": "no answer",
+}
+
+
+def reason(exc: BaseException) -> str:
+    """Why a call failed, in one short line (MLflow wraps the network's words in a page)."""
+    text = " ".join(str(exc).split())
+    for needle, words in _NETWORK.items():
+        if needle in text:
+            return words
+    return " ".join(first_line(exc).split())[:MESSAGE_CHARS]
 
 
 def artifact_root(uri: str) -> str | None:
@@ -116,7 +133,7 @@ class Store:
         if (uri, experiment) in _open:
             return _open[(uri, experiment)]
         try:
-            store = guarded(uri, "open the store", lambda: cls._connect(uri, experiment))
+            store = guarded(uri, "reach the store", lambda: cls._connect(uri, experiment))
         except TrackingFailure as exc:
             down[uri] = str(exc)
             raise
