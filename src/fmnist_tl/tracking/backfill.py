@@ -20,7 +20,6 @@ first) are listed, not recorded. A store that cannot be reached is one line, exi
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ..config import OutputConfig
 from ..config.fields import Uri
 from ..config.sections import TRACKING_DB
 from ..errors import ConfigError, MissingFileError, short_path
@@ -42,7 +42,7 @@ from ..layout import (
     RunPaths,
 )
 from .record import finished, saved_config, track_folder
-from .store import RECORDED, Store, TrackingFailure
+from .store import RECORDED, Store, TrackingFailure, require
 from .study import end_parent, log_trial
 from .summaries import read_json, repeat_summary, sweep_summary, tune_summary
 from .values import config_params, flatten, identity_tags
@@ -110,11 +110,7 @@ def track_runs(
     paths: Sequence[str | Path], *, uri: str | None = None, experiment: str | None = None
 ) -> TrackReport:
     """Record what `paths` hold in MLflow (see the module's text); a TrackReport of each."""
-    if importlib.util.find_spec("mlflow") is None:
-        raise MissingFileError(
-            "fmnist track needs MLflow, which is not installed; install it with "
-            "pip install -e '.[mlflow]' (or pip install mlflow)"
-        )
+    require(OutputConfig(tracking="mlflow"), "fmnist track")
     work = []
     for path in paths:
         anchor = Path(path)

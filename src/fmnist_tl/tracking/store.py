@@ -48,12 +48,17 @@ class TrackingFailure(Exception):
     """MLflow could not be reached or written; the message is one line naming the store."""
 
 
-def require(output: OutputConfig) -> None:
+def installed() -> bool:
+    """Whether MLflow can be imported (found without importing it)."""
+    return importlib.util.find_spec("mlflow") is not None
+
+
+def require(output: OutputConfig, what: str = "output.tracking: mlflow") -> None:
     """Tracking asked for without MLflow installed: one line, exit 3, before any work."""
-    if output.tracking == "mlflow" and importlib.util.find_spec("mlflow") is None:
+    if output.tracking == "mlflow" and not installed():
         raise MissingFileError(
-            "output.tracking: mlflow needs MLflow, which is not installed; install it with "
-            "pip install -e '.[mlflow]' (or pip install mlflow), or set output.tracking: none"
+            f"{what} needs MLflow, which is not installed; install it with pip install -e "
+            "'.[mlflow]' (or pip install mlflow), or set output.tracking: none"
         )
 
 
