@@ -164,6 +164,12 @@ def test_a_sweep_is_one_parent_with_a_child_per_cell_and_seed(swept):
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 8 and len(found) == 9
     assert parent.data.tags["fmnist.kind"] == "sweep" and parent.info.run_name == study.name
+    swept = {"model.head.units", "train.learning_rate", "seed"}  # the children's, not its
+    assert not swept & set(parent.data.params) and "model.backbone" in parent.data.params
+    assert json.loads(parent.data.params["sweep.grid"]) == {
+        "model.head.units": [16, 32],
+        "train.learning_rate": [0.003, 0.01],
+    }
     cells = {(r.data.tags["fmnist.cell"], r.data.tags["fmnist.seed"]) for r in children}
     assert cells == {(f"c0{c}", str(s)) for c in (1, 2, 3, 4) for s in (0, 1)}
     values = {(r.data.params["model.head.units"], r.data.params["train.learning_rate"])

@@ -123,7 +123,7 @@ def run_repeated(
     plan = plan_repeat(config, seeds)
     per_run = []
     name = f"{config.output.name}-x{len(plan.seeds)}"
-    with tracking.study(config, "repeat", name) as study:  # each seed's run a child
+    with tracking.study(config, "repeat", name, varying=["seed"]) as study:  # seeds: children
         for i, seed in enumerate(plan.seeds):
             with study.child({"fmnist.seed": seed}):
                 result = train(plan.run_config(seed))

@@ -32,6 +32,8 @@ MLFLOW_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
+# MLflow 3's UI opens an experiment of this kind on its runs table, not on GenAI traces.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 ARTIFACTS = "mlartifacts"  # beside a SQLite store: the artifacts of its runs
 IDENTITY = "fmnist.run_id"  # the tag a run, group, study, search or trial is found again by
 KIND = "fmnist.kind"  # run, trial, repeat, sweep or tune
@@ -151,7 +153,9 @@ class Store:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             try:
-                client.create_experiment(experiment, artifact_location=artifact_root(uri))
+                client.create_experiment(
+                    experiment, artifact_location=artifact_root(uri), tags=EXPERIMENT_TAGS
+                )
             except Exception:
                 found = client.get_experiment_by_name(experiment)
                 if found is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..layout import RunPaths
 from .record import track_folder
 from .run import NEST, Nest, say_failure, track_command
 from .store import IDENTITY, KIND, NOTE, PARENT, RECORDED, Store, TrackingFailure, experiment_of
-from .values import code_tags, config_params, epoch_metrics, identity_tags, param_text
+from .values import code_tags, config_params, epoch_metrics, flatten, identity_tags, param_text
 
 STUDY_KEY = "fmnist.study_key"  # what a distributed study's workers find their parent by
 JOIN_WAIT_S = 90.0  # how long a worker looks for its chief's parent run (MLflow loading)
@@ -157,19 +157,23 @@ def study(
     *,
     identity: str | None = None,
     params: dict[str, Any] | None = None,
+    varying: Iterable[str] = (),
     key: str | None = None,
     join: bool = False,
 ) -> Iterator[StudyTracker]:
     """The parent run of a study of `kind` (repeat, sweep, tune) named `name`, found again by
-    `identity` (its folder's name) or, for a distributed worker (`join`), by `key`."""
+    `identity` (its folder's name) or, for a distributed worker (`join`), by `key`. Its params
+    are `params` (else the config's) without the keys its runs vary (`varying`): those are
+    the children's."""
     if config.output.tracking == "none":
         yield OFF
         return
     tracker = StudyTracker(kind)
     tracker.model = config.output.tracking_model
+    shared = {k: v for k, v in flatten(params or config.to_dict()).items() if k not in varying}
     try:
         tracker.store = Store.open(config.output.store(), experiment_of(config.output))
-        _parent(tracker, tracker.store, name, identity, params or config.to_dict(), key, join)
+        _parent(tracker, tracker.store, name, identity, shared, key, join)
     except TrackingFailure as exc:
         say_failure(str(exc))
         tracker.store = None

@@ -67,7 +67,8 @@ def run_distributed(plan: SweepPlan, *, on_run: Callable[..., None] | None = Non
     key, chief = f"{plan.key()}@{ktdist.oracle_address()}", ktdist.is_chief()
     params, name = study_params(plan), study_dir.name
     with tracking.study(plan.base, "sweep", name, identity=name if chief else None,
-                        params=params, key=key, join=not chief) as study:  # fmt: skip
+                        params=params, varying=["seed", *plan.grid], key=key,
+                        join=not chief) as study:  # fmt: skip
         tuner.study = study
         if chief:
             tuner.save()

@@ -40,7 +40,10 @@ def run_local(plan: SweepPlan, *, on_run: RunCallback | None = None) -> StudyRes
     _refresh(result)
     done, name = 0, study_dir.name
     # With output.tracking, a parent MLflow run (continued by a rerun) and a child per run.
-    with tracking.study(plan.base, "sweep", name, identity=name, params=study_params(plan)) as t:
+    params, varying = study_params(plan), ["seed", *plan.grid]
+    with tracking.study(
+        plan.base, "sweep", name, identity=name, params=params, varying=varying
+    ) as t:
         for cell in plan.cells:
             for seed in plan.seeds:
                 try:

@@ -114,7 +114,8 @@ class _Search:
         chief, name = not ktdist.is_worker(), self.board.dir.name
         key = f"{self.base.output.name}@{ktdist.oracle_address()}" if ktdist.active() else None
         with tracking.study(self.base, "tune", name, identity=name if chief else None,
-                            key=key, join=not chief) as self.study:  # fmt: skip
+                            varying=self.base.tune.space, key=key,
+                            join=not chief) as self.study:  # fmt: skip
             result = self._search()
             self.study.done(**tracking.tune_summary(result.tune_dir))
         return result
