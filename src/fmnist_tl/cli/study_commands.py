@@ -123,6 +123,7 @@ def track(
         typer.Argument(
             help="Run folders, repeat groups, sweep or tune folders, or folders holding them.",
             show_default=False,
+            metavar="PATH",
         ),
     ],
     uri: Annotated[
