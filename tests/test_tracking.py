@@ -370,3 +370,20 @@ def test_the_tracking_keys_are_listed_and_checked(tmp_path):
     assert pinned.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert pinned.experiment == "smoke"
     assert load_config(SMOKE).output.tracking_uri is None  # off: nothing filled in
+
+
+def test_backfill_of_a_run_from_another_machine_goes_beside_it(two_stage, tmp_path):
+    """Its saved store is a SQLite file of the machine it came from: the run goes to
+    <the folder holding it>/mlflow.db here, found again as the same run the second time."""
+    result, run, _ = two_stage
+    copy = tmp_path / "records" / result.run_dir.name
+    shutil.copytree(result.run_dir, copy)
+    config = copy / "config.yaml"
+    foreign = "sqlite:////elsewhere/saved_models/mlflow.db"
+    text = config.read_text().replace(run.data.params["output.tracking_uri"], foreign)
+    config.write_text(text)
+    report = track_runs([copy.parent])
+    db = tmp_path / "records" / "mlflow.db"
+    assert [(i.what, i.store) for i in report.items] == [("recorded", sqlite(db.resolve()))]
+    assert [r.data.tags["fmnist.run_id"] for r in runs(db)] == [result.run_id]
+    assert not Path("/elsewhere").exists()

@@ -8,7 +8,8 @@ any of them at any depth. A group, sweep or search becomes a parent run with its
 trials) as children, as a tracked study would have made it.
 
 Where each goes: `uri`, else the store its saved config names (output.tracking_uri, written
-there when it was tracked), else a SQLite file in the folder that holds what was named:
+there when it was tracked; a SQLite file whose folder is not on this machine is skipped: the
+run came from elsewhere), else a SQLite file in the folder that holds what was named:
 `<output.dir>/mlflow.db` for runs in output.dir, the file a tracked run there uses. The
 experiment: `experiment`, else the saved output.experiment, else the config's name.
 
@@ -153,7 +154,10 @@ class _Backfill:
 
     def _store(self, raw: dict[str, Any], holder: Path, name: Any) -> Store:
         out = raw.get("output") if isinstance(raw.get("output"), dict) else {}
-        uri = self.uri or out.get("tracking_uri") or f"sqlite:///{holder.resolve() / TRACKING_DB}"
+        saved = str(out.get("tracking_uri") or "")
+        if saved.startswith("sqlite:///") and not Path(saved[10:]).parent.is_dir():
+            saved = ""  # a SQLite file of the machine the run came from: not here
+        uri = self.uri or saved or f"sqlite:///{holder.resolve() / TRACKING_DB}"
         experiment = self.experiment or out.get("experiment") or out.get("name") or name
         return Store.open(str(uri), str(experiment or "default"))
 
