@@ -3,9 +3,9 @@ back with MlflowClient: what a run records, studies as parents and children, res
 that does not answer, `fmnist track` (idempotent), and MLflow kept quiet and unimported.
 
 A few tiny runs, each made once per module: a two-stage run from a weights file with the
-test-time flip; a 2 x 2 x 2-seed sweep; a run interrupted after its first epoch, resumed; and,
-as real subprocesses, one run without tracking (MLflow made unimportable) beside the same run
-with a store that refuses connections.
+test-time flip; a run interrupted after its first epoch, resumed; and, as real subprocesses,
+one run without tracking (MLflow made unimportable) beside the same run with a store that
+refuses connections. Studies (sweep, search) are test_tracking_studies.py's.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import pytest
 import yaml
 from conftest import SMOKE, cli_fails, interrupted, outputs
 from test_training import CNN, saved_backbone
-from typer.testing import CliRunner
 
-from fmnist_tl.cli import app
 from fmnist_tl.config import key_table, load_config
 from fmnist_tl.tracking import store as tracking_store
 from fmnist_tl.tracking.backfill import track_runs
@@ -34,7 +32,6 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 FMNIST = str(Path(sys.executable).with_name("fmnist"))
-runner = CliRunner()
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "stage")
 TWO_STAGES = ["train.epochs=2", "finetune.epochs=1", "finetune.unfreeze_from=block2"]
 
@@ -139,59 +136,6 @@ def test_the_artifacts_are_the_run_files_and_the_model_only_when_asked(two_stage
         "evaluation_misclassified.png",
     }
     assert (db.parent / "mlartifacts").is_dir()  # beside the database, not in the cwd
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory, synthetic_dir):
-    """A 2 x 2 grid x 2 seeds, tracked, through the CLI."""
-    root = tmp_path_factory.mktemp("swept")
-    db = root / "mlflow.db"
-    sets = tracked(root, db, f"data.dir={synthetic_dir}", "model.freeze_backbone=true")
-    sets += ["train.epochs=1", "train.patience=null"]
-    grid = ["--grid", "model.head.units=16,32", "--grid", "train.learning_rate=0.003,0.01"]
-    args = ["sweep", str(SMOKE), *grid, "--seeds", "2"]
-    result = runner.invoke(app, [*args, *(a for s in sets for a in ("--set", s))])
-    assert result.exit_code == 0, result.output
-    (study,) = (root / "saved_models").glob("smoke-sweep-*")
-    return study, db
-
-
-def test_a_sweep_is_one_parent_with_a_child_per_cell_and_seed(swept):
-    study, db = swept
-    found = runs(db)
-    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
-    (parent,) = parents
-    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 8 and len(found) == 9
-    assert parent.data.tags["fmnist.kind"] == "sweep" and parent.info.run_name == study.name
-    swept = {"model.head.units", "train.learning_rate", "seed"}  # the children's, not its
-    assert not swept & set(parent.data.params) and "model.backbone" in parent.data.params
-    assert json.loads(parent.data.params["sweep.grid"]) == {
-        "model.head.units": [16, 32],
-        "train.learning_rate": [0.003, 0.01],
-    }
-    cells = {(r.data.tags["fmnist.cell"], r.data.tags["fmnist.seed"]) for r in children}
-    assert cells == {(f"c0{c}", str(s)) for c in (1, 2, 3, 4) for s in (0, 1)}
-    values = {(r.data.params["model.head.units"], r.data.params["train.learning_rate"])
-              for r in children}  # fmt: skip
-    assert values == {("16", "0.003"), ("16", "0.01"), ("32", "0.003"), ("32", "0.01")}
-    cells_json = json.loads((study / "study.json").read_text())["cells"]
-    for cell in cells_json:
-        key = f"{cell['cell']}/test_accuracy_mean"
-        assert parent.data.metrics[key] == pytest.approx(cell["test_accuracy"]["mean"])
-        assert parent.data.metrics[f"{cell['cell']}/n"] == 2
-    client = MlflowClient(sqlite(db))
-    assert {"study.json", "study.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert parent.data.tags["mlflow.note.content"].startswith("# Study")
-    assert {r.info.status for r in found} == {"FINISHED"}
-
-
-def test_the_same_sweep_again_continues_its_parent_and_adds_nothing(swept):
-    study, db = swept
-    before = {r.info.run_id for r in runs(db)}
-    report = track_runs([study], uri=sqlite(db))
-    assert {i.what for i in report.items} == {"already recorded"} and len(report.items) == 9
-    assert {r.info.run_id for r in runs(db)} == before
 
 
 def test_an_interrupted_then_resumed_run_is_one_mlflow_run(tmp_path, isolated):

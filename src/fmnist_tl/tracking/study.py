@@ -34,6 +34,8 @@ from .values import code_tags, config_params, epoch_metrics, flatten, identity_t
 STUDY_KEY = "fmnist.study_key"  # what a distributed study's workers find their parent by
 JOIN_WAIT_S = 90.0  # how long a worker looks for its chief's parent run (MLflow loading)
 NOTE_CHARS = 7_500  # MLflow keeps a tag value of up to 8,000 characters
+# A trial's scores are its best epoch's: named apart from the per-epoch curves of the same values.
+TRIAL_SCORES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss"}
 
 
 class StudyTracker:
@@ -242,14 +244,15 @@ def log_trial(
     message: str | None = None,
 ) -> str:
     """A tune trial as a child run of `parent`: its config as params, its epochs, its
-    scores (numbers as metrics, status as a tag), its message as the description."""
+    scores (numbers as metrics, the best epoch's as best_val_accuracy and best_val_loss,
+    status as a tag), its message as the description."""
     tags = identity_tags(identity, "trial")
     tags.update({PARENT: parent, "fmnist.trial": str(number)})
     tags["fmnist.status"] = str(scores.get("status", "ok"))
     if message:
         tags[NOTE] = message
     run = store.create(f"trial_{number:03d}", tags)
-    numbers = [(k, float(v), 0) for k, v in scores.items() if _number(v)]
+    numbers = [(TRIAL_SCORES.get(k, k), float(v), 0) for k, v in scores.items() if _number(v)]
     store.log(run, params=config_params(config), metrics=epoch_metrics(rows) + numbers)
     store.log(run, tags={RECORDED: "complete"})
     store.set_status(run, "FINISHED" if scores.get("status", "ok") == "ok" else "FAILED")
