@@ -30,7 +30,7 @@ import yaml
 
 from ..config import OutputConfig
 from ..config.fields import Uri
-from ..config.sections import TRACKING_DB
+from ..config.run_sections import TRACKING_DB
 from ..errors import ConfigError, MissingFileError, short_path
 from ..layout import (
     BEST_CONFIG,
