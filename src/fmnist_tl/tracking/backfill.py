@@ -42,6 +42,7 @@ from ..layout import (
     TRACKING_SKIP,
     RunPaths,
 )
+from ..paths import read_text
 from .record import finished, saved_config, track_folder
 from .store import RECORDED, Store, TrackingFailure, require
 from .study import end_parent, log_trial
@@ -274,7 +275,7 @@ def _shared(raw: dict[str, Any], drop: set[str]) -> dict[str, Any]:
 
 def _yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except (OSError, yaml.YAMLError):
         return {}
     return raw if isinstance(raw, dict) else {}

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..layout import RunPaths
-from ..paths import report_paths
+from ..paths import read_text, report_paths
 from ..records import RunMetrics
 from .store import PARENT, RECORDED, Store, TrackingFailure
 from .values import (
@@ -36,7 +36,7 @@ def saved_config(paths: RunPaths) -> dict[str, Any]:
     """The run's config.yaml as saved (no validation: an older run's keys are kept as they
     are), or {} when it cannot be read."""
     try:
-        raw = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(paths.config))
     except (OSError, yaml.YAMLError):
         return {}
     return raw if isinstance(raw, dict) else {}
@@ -84,7 +84,7 @@ def record_run(
 def run_state(paths: RunPaths) -> dict[str, Any]:
     """state.json as saved ({} when missing or unreadable): complete, diverged, run id."""
     try:
-        raw = json.loads(paths.state.read_text(encoding="utf-8"))
+        raw = json.loads(read_text(paths.state))
     except (OSError, ValueError):
         return {}
     return raw if isinstance(raw, dict) else {}

@@ -24,11 +24,12 @@ from ..layout import (
     STUDY_JSON,
     STUDY_MD,
 )
+from ..paths import read_text
 
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_text(path))
     except (OSError, ValueError) as exc:
         raise MissingFileError(f"{path}: unreadable ({exc})") from None
     if not isinstance(raw, dict):
@@ -37,7 +38,10 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _note(path: Path) -> str | None:
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    try:
+        return read_text(path)
+    except OSError:  # none (a study without it), or not a file to read
+        return None
 
 
 def _pair(metrics: dict[str, float], key: str, pair: Any) -> None:

@@ -27,6 +27,7 @@ from ..config.fields import is_text_field
 from ..config.schema import field_annotation
 from ..errors import ConfigError, MissingFileError
 from ..machine import machine, project_commit
+from ..paths import open_regular
 from ..records import FINETUNE, HEAD, RunMetrics
 from .store import IDENTITY, KIND
 
@@ -83,7 +84,7 @@ def config_params(raw: dict[str, Any]) -> dict[str, str]:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """history.csv's rows: stage as text, every other cell a number or "" (no value)."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with open_regular(path, "r", newline="", encoding="utf-8") as f:
             raw = list(csv.DictReader(f))
         return [
             {k: v if k == "stage" or v in ("", None) else float(v) for k, v in r.items() if k}
