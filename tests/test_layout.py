@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("cli", {"cli"}),
     ("experiments", {"experiments"}),
     ("training", {"training"}),
-    ("components", {"models", "data", "evaluation", "reporting"}),
+    ("components", {"models", "data", "evaluation", "reporting", "tracking"}),
     ("config", {"config"}),
     (
         "base",

@@ -154,6 +154,7 @@ class RunMetrics:
     # process's life up to metrics.json), cpu_s (the process's CPU seconds, which count
     # earlier runs when one process trains several), sitting_cpu_s.
     timings: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None  # with output.tracking: mlflow, the run's MLflow run
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -165,6 +166,8 @@ class RunMetrics:
         order += ("weights_requested", "weights_used", "weights_sha256", "seed", "test")
         order += ("stages", "wall_time_s")
         order += ("log_dir", "data", "runtime", "versions", "machine", "timings")
+        if self.mlflow_run_id is not None:  # tracking off: no key at all
+            order += ("mlflow_run_id",)
         return {k: d[k] for k in order}
 
     @classmethod

@@ -105,8 +105,10 @@ def finetune(
     """Fine-tune a saved model (stage 2 only) with the config saved beside it; new run."""
     if model is not None:  # before TensorFlow loads: the model file, its config, the options
         from ..config.loading import finetune_config
+        from ..tracking import require
 
-        finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        cfg = finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        require(cfg.output)
     from ..training.trainer import finetune as run_finetune
 
     result = run_finetune(
@@ -121,20 +123,24 @@ def finetune(
 
 def _check_resumable(run: str, root: str) -> None:
     """The run folder, its state and its config, as resume_run reads them, without TensorFlow."""
+    from ..tracking import require
     from ..training.runfolder import RunFolder
 
     folder = RunFolder.find(run, root)
     folder.load_resumable()
-    folder.read_config()
+    require(folder.read_config().output)
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder, a teacher model and the output folders a run writes, before TensorFlow
-    loads."""
+    """The data folder, a teacher model, the output folders a run writes and MLflow when
+    tracking is asked for, before TensorFlow loads."""
+    from ..tracking import require
+
     check_data_dir(cfg.data.dir)
     if cfg.train.teacher is not None:
         check_model_file(cfg.train.teacher, key="train.teacher")
     check_run_outputs(cfg.output)
+    require(cfg.output)
 
 
 def _runs_root(

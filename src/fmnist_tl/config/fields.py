@@ -135,6 +135,40 @@ Name = Annotated[
     str, BeforeValidator(_number_as_text), AfterValidator(_check_name), Allowed(NAME_RULE)
 ]
 
+MAX_LABEL = 250  # an experiment name: MLflow's own limit is far above a name one can read
+
+
+def _check_uri(value: str) -> str:
+    """A tracking store: scheme://... (sqlite:///x.db, http://host:5000) or `databricks`."""
+    head, sep, _ = value.partition(":")
+    scheme = head.replace("+", "").replace("-", "").replace(".", "")
+    if value.strip() != value or not (value == "databricks" or (sep and scheme.isalnum())):
+        raise PydanticCustomError(
+            "not_uri", "a URI with a scheme is needed, e.g. sqlite:///runs/mlflow.db"
+        )
+    return _check_path(value)
+
+
+def _check_label(value: str) -> str:
+    if not value.strip() or not value.isprintable() or len(value) > MAX_LABEL:
+        raise PydanticCustomError(
+            "bad_label", f"printable text of 1 to {MAX_LABEL} characters is needed"
+        )
+    return value
+
+
+Uri = Annotated[
+    str,
+    AfterValidator(_check_uri),
+    Allowed("a URI: sqlite:///PATH, postgresql://..., http://HOST:PORT or databricks"),
+]
+Label = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_check_label),
+    Allowed(f"printable text, up to {MAX_LABEL} characters"),
+]
+
 
 def _check_prefix(value: str) -> str:
     if not value.strip() or not value.isprintable():

@@ -189,6 +189,7 @@ def load_config(
     config = validate(raw, source, labels)
     if config.output.name is None:
         _name_from_file(config, Path(path).stem if path is not None else "default", source)
+    config.output.pin_tracking()  # where tracking goes is saved with the run
     return config
 
 

@@ -51,6 +51,11 @@ def is_worker() -> bool:
     return active() and not is_chief()
 
 
+def oracle_address() -> str:
+    """The chief's ip:port: what every process of one distributed search shares."""
+    return f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+
+
 def folder_name(name: str) -> str:
     """The chief's folder keeps the plain name; a worker's names its tuner id."""
     return f"{name}-{tuner_id()}" if is_worker() else name
@@ -76,7 +81,7 @@ def serve(oracle: Any, on_end: Callable[[Any, str], None]) -> None:
         on_end(oracle.trials[trial.trial_id], ran_on)
 
     oracle.end_trial = end_trial
-    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    address = oracle_address()
     server = grpc.server(_one_thread())
     servicer = OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from .. import progress
+from .. import progress, tracking
 from ..config import Config
 from ..config.loading import finetune_config
 from ..errors import ConfigError
@@ -42,6 +42,7 @@ DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epoc
 
 def _setup(config: Config) -> tuple[Splits, Any]:
     """Seeds and precision first, then the data and the distribution strategy."""
+    tracking.require(config.output)  # MLflow asked for but missing: before any work
     runtime.apply(config)
     with progress.task("loading data", None):
         splits = prepare_data(config)
@@ -184,7 +185,7 @@ def _run(s: Session, stages: Callable[[], None]) -> RunResult:
     The sitting holds its run folder (`claim`): no second process trains it meanwhile, and
     no temporary file outlives the sitting, however it ends.
     """
-    with s.folder.claim(), s.signals:
+    with s.folder.claim(), s.signals, s.tracker.sitting():
         try:
             stages()
             return finish(s)

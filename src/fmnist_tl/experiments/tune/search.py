@@ -29,6 +29,7 @@ from typing import Any
 
 import keras_tuner as kt
 
+from ... import tracking
 from ...config import Config, SearchDim, check_search, search_space
 from ...errors import Interrupted
 from ...paths import check_run_outputs, fresh_folder
@@ -38,7 +39,7 @@ from ...training.features import FeatureStore
 from ...training.interrupts import StopSignals
 from ...training.splits import Splits, prepare_data
 from .. import ktdist
-from .leaderboard import Leaderboard, TuneResult
+from .leaderboard import Leaderboard, TuneResult, trial_scores
 from .trial import run_trial, trial_config
 
 TrialCallback = Callable[[TrialRecord, int], None]
@@ -49,6 +50,7 @@ def plan_tune(config: Config, trials: int | None = None) -> tuple[int, list[Sear
     n = check_search(config, trials)
     dims = search_space(config)
     check_run_outputs(config.output, publish=False)  # a log or cache folder that is a file
+    tracking.require(config.output)
     return n, dims
 
 
@@ -104,8 +106,21 @@ class _Search:
         self.objective = config.tune.objective
         self.store = FeatureStore()  # features reused by every trial with the same backbone
         self.signals = StopSignals()
+        self.study = tracking.NO_STUDY  # the search's MLflow run (output.tracking)
 
     def run(self) -> TuneResult:
+        """The search, with output.tracking a parent MLflow run and each trial its child
+        (in a distributed search the chief's parent, the workers' trials)."""
+        chief, name = not ktdist.is_worker(), self.board.dir.name
+        key = f"{self.base.output.name}@{ktdist.oracle_address()}" if ktdist.active() else None
+        with tracking.study(self.base, "tune", name, identity=name if chief else None,
+                            varying=self.base.tune.space, key=key,
+                            join=not chief) as self.study:  # fmt: skip
+            result = self._search()
+            self.study.done(**tracking.tune_summary(result.tune_dir))
+        return result
+
+    def _search(self) -> TuneResult:
         tuner = _Tuner(
             self,
             objective=kt.Objective(self.objective, self.board.direction),
@@ -170,16 +185,23 @@ class _Search:
         number = int(trial_id) + 1 if ktdist.is_worker() and trial_id else n
         record = TrialRecord(number, _decode(self.dims, hp_values))
         # Ctrl-C or an unexpected error propagates from here: an unfinished trial is not recorded.
-        config = trial_config(self.base, record)
+        config, rows = trial_config(self.base, record), []
         if config is not None:
             logged = len(self.store.log)
             log_dir = Path(config.output.log_dir) / self.board.dir.name / f"trial_{number:03d}"
             try:
-                run_trial(config, record, self.splits, self.store, self.signals, log_dir)
+                rows = run_trial(config, record, self.splits, self.store, self.signals, log_dir)
             finally:
                 self._log_features(logged, number)
         record.seconds = round(time.perf_counter() - t0, 3)
         self._add(record)
+        self.study.trial(
+            number,
+            config.to_dict() if config else record.values,
+            trial_scores(record),
+            rows,
+            record.message,
+        )
         if record.status != "ok":
             # A NaN score makes Keras Tuner mark the trial FAILED and go on (FailedTrialError
             # would do the same but print a traceback: keras_tuner's DEBUG is on by default).
