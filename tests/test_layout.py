@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "machine",
             "layout",
             "metrics",
+            "lifecycle",
+            "net",
         },
     ),  # fmt: skip
 ]

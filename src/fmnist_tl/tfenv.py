@@ -157,7 +157,7 @@ def replay() -> None:
 @contextlib.contextmanager
 def hold_stderr() -> Iterator[None]:
     """Point fd 2 at a temp file for the block; keep what it got, write it out if the block
-    fails. A no-op when verbose, or when there is no fd 2 to redirect."""
+    fails (not when a stop signal ends it). A no-op when verbose, or without an fd 2."""
     if verbose():
         yield
         return
@@ -172,7 +172,7 @@ def hold_stderr() -> Iterator[None]:
         failed = False
         try:
             yield
-        except BaseException:
+        except Exception:  # not a stop signal's KeyboardInterrupt: that is no failure to show
             failed = True
             raise
         finally:
