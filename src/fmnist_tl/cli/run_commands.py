@@ -9,6 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from ..paths import check_data_dir, check_model_file, check_run_outputs
+from ..training.runtime import check_environment
 from . import render
 from .common import SetOption, err, handle_errors, out, say
 
@@ -106,7 +107,8 @@ def finetune(
     if model is not None:  # before TensorFlow loads: the model file, its config, the options
         from ..config.loading import finetune_config
 
-        finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        cfg = finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        check_environment(cfg)
     from ..training.trainer import finetune as run_finetune
 
     result = run_finetune(
@@ -125,13 +127,15 @@ def _check_resumable(run: str, root: str) -> None:
 
     folder = RunFolder.find(run, root)
     folder.load_resumable()
-    folder.read_config()
+    check_environment(folder.read_config())
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder and the output folders a run writes, before TensorFlow loads."""
+    """The data folder, the output folders a run writes and TF_CONFIG, before TensorFlow
+    loads."""
     check_data_dir(cfg.data.dir)
     check_run_outputs(cfg.output)
+    check_environment(cfg)
 
 
 def _runs_root(
