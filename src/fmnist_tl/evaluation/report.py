@@ -4,7 +4,6 @@ its pictures (reporting.plots), never over the report of another test setup."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +129,7 @@ def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
     """
     own = model_path.parent / EVALUATION
     try:
-        held = json.loads(own.read_text())
+        held = atomic.loads_json(own.read_text())
     except (OSError, ValueError):
         return own  # nothing to keep (or nothing readable): the report goes here
     if not isinstance(held, dict):
@@ -154,7 +153,7 @@ def model_run_id(model_path: Path) -> str:
     if (model_path.parent / CONFIG).is_file():
         return model_path.parent.name
     try:
-        record = json.loads(model_path.with_suffix(".json").read_text())
+        record = atomic.loads_json(model_path.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return model_path.name
     run = record.get("run_id") if isinstance(record, dict) else None

@@ -7,13 +7,13 @@ group's repeat.json, whose mean ± sample std is recomputed from its member runs
 from __future__ import annotations
 
 import glob
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import loads_json
 from ..errors import MissingFileError
 from ..layout import CONFIG, METRICS, REPEAT_JSON
 from ..records import RunMetrics
@@ -84,7 +84,7 @@ def _match(patterns: list[str], root: Path) -> list[Path]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise MissingFileError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(data, dict):

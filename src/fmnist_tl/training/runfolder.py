@@ -25,7 +25,6 @@ import contextlib
 import csv
 import fcntl
 import io
-import json
 import os
 import shlex
 import shutil
@@ -108,7 +107,7 @@ class RunFolder(RunPaths):
     def load_state(self) -> RunState:
         """state.json, every field checked for its type: a damaged file is exit 3, not a crash."""
         try:
-            raw = json.loads(self.state.read_text(encoding="utf-8"))
+            raw = atomic.loads_json(self.state.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise MissingFileError(
                 f"{self.state}: unreadable run state ({exc}); this run cannot be resumed: "

@@ -12,10 +12,10 @@ name, so the study files are never the only record of which runs exist.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ...atomic import loads_json
 from ...errors import Interrupted, TrainingDiverged
 from ...paths import fresh_folder
 from ...records import RunMetrics
@@ -64,7 +64,7 @@ def find_study(root: Path, plan: SweepPlan) -> Path | None:
     key = plan.key()
     for folder in sorted(root.glob(f"{plan.name}-[0-9]*"), reverse=True):
         try:
-            if json.loads((folder / STUDY_JSON).read_text(encoding="utf-8")).get("key") == key:
+            if loads_json((folder / STUDY_JSON).read_text(encoding="utf-8")).get("key") == key:
                 return folder
         except (OSError, ValueError, AttributeError):
             continue
