@@ -12,6 +12,10 @@ request that the fit acts on at the end of the batch; a second signal then stops
 thread that finds the process cannot go on (a chief that stopped answering) asks the main
 thread to stop the same way (`fail`), and the CLI then says what that thread found.
 
+A KeyboardInterrupt that Python drops (raised inside a `__del__` or weakref callback) is raised
+again (`_unraisable`). At the end the CLI ignores the three signals (`ignore`): Python would put
+their default back while it shuts down, and a late SIGTERM would change the exit code.
+
 A native library may take a signal over (TensorFlow's multi-worker runtime installs a SIGTERM
 handler that only takes note); `reinstall` puts ours back. A thread left blocked inside a
 library call that cannot be cancelled (`abandon`) makes the CLI end with os._exit, after its
@@ -24,6 +28,7 @@ import _thread
 import contextlib
 import os
 import signal
+import sys
 import threading
 from typing import Any, Protocol
 
@@ -37,6 +42,8 @@ _state: dict[str, Any] = {
     "failure": None,  # what that thread found
     "said": False,  # the stop's one line was written
     "abandoned": False,  # a thread is stuck in a call that cannot be cancelled
+    "hook": None,  # sys.unraisablehook before ours
+    "again": False,  # the stop's KeyboardInterrupt was swallowed: raise it once more
 }
 
 
@@ -58,15 +65,29 @@ def install() -> bool:
             continue  # ignored by whoever started us (nohup's SIGHUP, a background SIGINT)
         with contextlib.suppress(OSError, ValueError):  # SIGHUP on a platform without it
             old[sig] = signal.signal(sig, _handle)
-    _state.update(old=old, installed=True)
+    _state.update(old=old, installed=True, hook=sys.unraisablehook)
+    sys.unraisablehook = _unraisable
     return True
+
+
+def ignore() -> None:
+    """The process is ending (its line said, its code chosen): a signal now is ignored, also
+    while the interpreter shuts down, when Python itself would put the default back (a late
+    SIGTERM would then end it with 143 instead of its code)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _state["old"]:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def uninstall() -> None:
     """The handlers that were there before `install`; a finished stop is forgotten."""
     for sig, old in _state["old"].items():
         signal.signal(sig, old)
-    _state.update(old={}, installed=False, stopping=None, reason=None, failure=None, said=False)
+    if _state["hook"] is not None:
+        sys.unraisablehook = _state["hook"]
+    _state.update(
+        old={}, installed=False, stopping=None, reason=None, failure=None, said=False, hook=None
+    )
 
 
 def reinstall() -> None:
@@ -115,7 +136,7 @@ def fail(error: Exception) -> None:
     """From another thread: the process cannot go on. The main thread stops as for a signal
     (at the end of a batch while a fit runs), and the CLI says `error` instead of the stop."""
     _state.update(failure=error, reason=type(error).__name__)
-    _thread.interrupt_main(signal.SIGINT)
+    _interrupt_main()
 
 
 def failure() -> Exception | None:
@@ -133,6 +154,11 @@ def abandoned() -> bool:
 
 
 def _handle(signum: int, frame: Any) -> None:
+    if _state["again"]:  # from _unraisable: the stop under way goes on
+        _state["again"] = False
+        if not _state["said"]:
+            raise KeyboardInterrupt
+        return
     reason, _state["reason"] = _state["reason"], None
     name = reason or signal.Signals(signum).name
     if _state["stopping"]:
@@ -147,6 +173,23 @@ def _handle(signum: int, frame: Any) -> None:
         top.requested = top.requested or name
     begin(name)
     raise KeyboardInterrupt
+
+
+def _unraisable(info: Any) -> None:
+    """Python drops an exception raised in a `__del__` or a weakref callback (the garbage
+    collector runs them anywhere, often while modules load): when that was the stop's
+    KeyboardInterrupt, it is raised again in the main thread, outside that callback."""
+    if isinstance(info.exc_value, KeyboardInterrupt) and _state["stopping"]:
+        _state["again"] = True
+        _interrupt_main()
+        return
+    (_state["hook"] or sys.__unraisablehook__)(info)
+
+
+def _interrupt_main() -> None:
+    """Run the handler in the main thread as if a signal came: one of ours (SIGINT may be
+    ignored, as in a background job), else SIGINT's, Python's KeyboardInterrupt."""
+    _thread.interrupt_main(next(iter(_state["old"]), signal.SIGINT))
 
 
 def _note(message: str) -> None:

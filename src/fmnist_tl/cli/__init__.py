@@ -6,6 +6,7 @@ load when `main()` runs or `app` is first asked for, e.g. `from fmnist_tl.cli im
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -91,8 +92,8 @@ def _stopped() -> int:
 
 
 def _exit(code: int) -> None:
-    """Flush stdout (a reader that left early: quiet, 141), then exit; with os._exit when a
-    thread is stuck in a call that cannot be cancelled (lifecycle.abandon)."""
+    """Flush stdout (a reader that left early: quiet, 141), then exit with `code`, whatever
+    comes: after a stop, through atexit and os._exit."""
     from .. import lifecycle, tfenv
 
     try:
@@ -105,8 +106,16 @@ def _exit(code: int) -> None:
         code = code or STDOUT_CLOSED
     except (OSError, ValueError):
         pass
-    if lifecycle.abandoned():
+    lifecycle.ignore()  # the code is chosen: a signal while Python shuts down cannot change it
+    if lifecycle.stopping() or lifecycle.abandoned():
+        # A stop's KeyboardInterrupt that crossed a library's embedded Python (pybind11's exec
+        # while TensorFlow loads) leaves CPython's flag that ends the process by SIGINT (-2)
+        # instead of this code: the atexit cleanup (autograph files) runs, then os._exit. A
+        # thread stuck in TensorFlow (abandoned) could hang even that: straight to os._exit.
+        if not lifecycle.abandoned():
+            atexit._run_exitfuncs()
         with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
             tfenv.terminal().flush()
         os._exit(code)
     sys.exit(code)
