@@ -59,6 +59,9 @@ def install() -> bool:
     installed it, so the caller uninstalls it; False if it was already installed."""
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return False
+    # A stop that ended in this process before (the API or CliRunner, without the CLI's own
+    # install) is over: this block starts with no stop under way.
+    _state.update(stopping=None, reason=None, failure=None, said=False, again=False)
     old = {}
     for sig in SIGNALS:
         if signal.getsignal(sig) == signal.SIG_IGN:

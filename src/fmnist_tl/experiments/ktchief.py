@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import progress
+from .. import lifecycle, progress
 from ..errors import Interrupted, Unreachable
 from .ktdist import WHO, Role, prepare
 
@@ -53,8 +53,8 @@ def serve(oracle: Any, on_end: Callable[[Any, str], None], runtime: Any, trials:
             _check_workers(servicer, r, runtime)
     except KeyboardInterrupt:
         raise Interrupted(
-            "interrupted: the chief stopped serving trials; the workers' finished trials are "
-            "on record"
+            f"{lifecycle.stopping() or 'interrupted'}: the chief stopped serving trials; the "
+            "workers' finished trials are on record"
         ) from None
     finally:
         server.stop(grace=1)

@@ -179,11 +179,10 @@ def _rendezvous(found: Cluster, wait_s: int, deadline: float) -> None:
                 time.sleep(0.2)
 
 
-def lost_peer(exc: BaseException, strategy: Any) -> Unreachable | None:
-    """A failure of a multi-worker collective because a peer stopped answering, as one line."""
-    if strategy is None or type(strategy).__name__ != "MultiWorkerMirroredStrategy":
-        return None
-    if type(exc).__name__ not in _PEER_ERRORS:
+def lost_peer(exc: BaseException, distribute: str) -> Unreachable | None:
+    """A failure of a multi-worker collective because a peer stopped answering, as one line
+    (`distribute`: runtime.distribute; TensorFlow's own class name for the strategy differs)."""
+    if distribute != "multi_worker" or type(exc).__name__ not in _PEER_ERRORS:
         return None
     found = cluster()
     me = found.me if found is not None else "this worker"

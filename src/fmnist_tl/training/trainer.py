@@ -191,7 +191,7 @@ def _run(s: Session, stages: Callable[[], None]) -> RunResult:
         except KeyboardInterrupt:
             raise s.interrupted() from None
         except Exception as exc:  # a multi_worker peer that died: one line, exit 3
-            if (lost := multiworker.lost_peer(exc, s.strategy)) is not None:
+            if (lost := multiworker.lost_peer(exc, s.config.runtime.distribute)) is not None:
                 raise lost from None
             raise
 
