@@ -38,6 +38,13 @@ WHO = "fmnist-tuner-id"  # gRPC metadata: the worker a heartbeat comes from
 GET_SPACE = "/keras_tuner.Oracle/GetSpace"  # the cheapest call the chief answers: the heartbeat
 _TUNER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # it names a worker's folder
 _watch: dict[str, Watch] = {}  # this process's heartbeat to its chief, while it works
+# gRPC retries a refused connection after a backoff that grows to 2 minutes: a worker started
+# long before its chief would connect that long after the chief came. At most a second instead.
+RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ def _wait_for_chief(r: Role, wait_s: int) -> None:
         "(KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT; runtime.peer_wait_s)"
     )
     deadline = time.monotonic() + wait_s
-    with grpc.insecure_channel(r.address) as channel:
+    with grpc.insecure_channel(r.address, options=RECONNECT) as channel:
         call = channel.unary_unary(GET_SPACE)
         while (left := deadline - time.monotonic()) > 0:
             try:  # short calls: a signal ends the wait at once
