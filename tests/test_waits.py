@@ -20,7 +20,7 @@ import pytest
 from conftest import SMOKE, one_line, outputs
 
 FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
-LIMIT_S = 120  # no process of a test lives longer
+LIMIT_S = 180  # no process of a test lives longer (a busy 2-core machine included)
 SWEEP = ["sweep", str(SMOKE), "--grid", "train.learning_rate=0.003,0.01"]
 
 
@@ -228,3 +228,27 @@ def test_workers_notice_a_dead_chief_within_peer_lost_s(tmp_path, synthetic_dir,
     assert time.monotonic() - killed < 2 + 20, "the worker did not notice in time"
     last_line(worker, f"tuner0: the chief at 127.0.0.1:{port} stopped answering",
               "runtime.peer_lost_s, 2 s")  # fmt: skip
+
+
+def test_multi_worker_sigterm_mid_fit_stops_one_and_its_peer_says_so(tmp_path, synthetic_dir,
+                                                                     procs):  # fmt: skip
+    """TensorFlow's runtime takes SIGTERM over when the strategy starts (for its preemption
+    notifier); fmnist's handler is put back: worker 0 stops at a batch end (exit 130), and
+    worker 1, whose collective loses its peer, says so in one line (exit 3), not exit 1."""
+    ports = [free_port(), free_port()]
+    extra = ["runtime.distribute=multi_worker", "train.epochs=100", "train.patience=null",
+             "train.batch_size=16"]  # fmt: skip
+    for i in (0, 1):
+        args = ["train", str(SMOKE), *sets([*outputs(tmp_path / f"m{i}", synthetic_dir), *extra])]
+        procs.append(Proc(tmp_path, f"w{i}", args, tf_config(ports, i)))
+    first, second = procs
+    deadline = time.monotonic() + LIMIT_S
+    while not any('"epochs_done": 1' in p.read_text()
+                  for p in (tmp_path / "m0" / "saved_models").glob("*/state.json")):  # fmt: skip
+        assert time.monotonic() < deadline and first.p.poll() is None, first.lines()
+        time.sleep(0.1)
+    first.p.send_signal(signal.SIGTERM)
+    assert first.end() == 130
+    last_line(first, "SIGTERM: stopped after epoch", "resume with:")
+    assert second.end() == 3
+    last_line(second, "worker 1: a peer stopped answering during training")
