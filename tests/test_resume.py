@@ -206,8 +206,10 @@ def assert_same_run(resumed, reference) -> None:
         # schedules: the cosine step count and plateau's counters and lowered rate carry on
         (["train.epochs=4", "train.schedule=cosine", "train.warmup_epochs=1"], 2),
         (["train.epochs=4", "train.schedule=plateau", "train.plateau_patience=1"], 3),
+        # the weights' average: committed swapped with the raw weights, swapped back on resume
+        (["train.epochs=4", "train.ema=0.9", "finetune.epochs=2", "finetune.ema=0.5"], 3),
     ],
-    ids=["mid-stage", "between-stages", "cosine", "plateau"],
+    ids=["mid-stage", "between-stages", "cosine", "plateau", "ema"],
 )
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, isolated, setup, stop_at):
     config = load_config(SMOKE, [*isolated, *EXACT, *setup])

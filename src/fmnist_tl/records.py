@@ -13,6 +13,7 @@ from typing import Any
 
 from . import atomic, metrics
 from .errors import MissingFileError
+from .paths import read_text
 
 HEAD = "head"  # stage 1: the head (and a from-scratch backbone), the pretrained backbone frozen
 FINETUNE = "finetune"  # stage 2: unfreeze from a named layer, small learning rate
@@ -148,7 +149,8 @@ class RunMetrics:
     # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
     # test_features_s (the test images', when only the head trained), head_s, finetune_s,
     # test_s, reports_s, process_s (the process's whole life up to metrics.json), cpu_s (its
-    # CPU seconds, all threads: the cost another job on the machine does not inflate).
+    # CPU seconds, all threads: a cost another job on the machine barely moves), run_cpu_s
+    # (the CPU seconds of this sitting alone, when one process trains several runs).
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +197,7 @@ class RunMetrics:
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
         try:
-            raw = atomic.loads_json(Path(path).read_text(encoding="utf-8"))
+            raw = atomic.loads_json(read_text(path))
         except (OSError, ValueError) as exc:
             raise MissingFileError(f"{path}: unreadable ({exc})") from None
         if not isinstance(raw, dict):

@@ -25,8 +25,9 @@ from ..errors import (
     Interrupted,
     disk_failure,
     first_line,
+    for_terminal,
     os_failure,
-    shorten_paths,
+    printable,
 )
 from ..tfenv import TerminalStream, held_output, terminal
 
@@ -100,14 +101,14 @@ def handle_errors(fn: F) -> F:
             _failed_elsewhere()
             lifecycle.begin("interrupted")  # a signal now would cut the line short
             lifecycle.mark_said()
-            _line(f"[yellow]{escape(str(exc))}[/yellow]")
+            _line(f"[yellow]{escape(printable(str(exc)))}[/yellow]")
             raise typer.Exit(exc.exit_code) from None
         except FmnistError as exc:
             _fail(exc)
         except BrokenPipeError:  # stdout's reader left early: nothing to say, and nowhere
             stdout_closed()
         except OSError as exc:  # the last resort for the disk and paths: name it, exit 3
-            _line(f"[red]error:[/red] {escape(str(os_failure(exc)))}")
+            _line(f"[red]error:[/red] {escape(for_terminal(str(os_failure(exc))))}")
             raise typer.Exit(OS_FAILURE) from None
         except KeyboardInterrupt:
             _failed_elsewhere()
@@ -125,7 +126,7 @@ def handle_errors(fn: F) -> F:
 def _line(markup: str) -> None:
     """One line on the user's stderr; a closed terminal (SIGHUP) cannot take it: say nothing."""
     with contextlib.suppress(OSError, ValueError):
-        err.print(markup, highlight=False, soft_wrap=True)
+        err.print(markup, **_ONE_LINE)
 
 
 def _failed_elsewhere() -> None:
@@ -137,7 +138,7 @@ def _failed_elsewhere() -> None:
 
 
 def _fail(exc: FmnistError) -> None:
-    _line(f"[red]error:[/red] {escape(shorten_paths(str(exc)))}")
+    _line(f"[red]error:[/red] {escape(for_terminal(str(exc)))}")
     raise typer.Exit(exc.exit_code) from None
 
 
@@ -166,7 +167,7 @@ def _unexpected(exc: Exception) -> None:
         terminal().write(held_output())  # what the libraries said on the way
         traceback.print_exc(file=terminal())
     _line(
-        f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(first_line(exc))} "
+        f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(printable(first_line(exc)))} "
         "(set FMNIST_DEBUG=1 for the traceback)"
     )
     raise typer.Exit(1) from None

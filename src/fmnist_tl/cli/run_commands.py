@@ -131,9 +131,11 @@ def _check_resumable(run: str, root: str) -> None:
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder, the output folders a run writes and TF_CONFIG, before TensorFlow
-    loads."""
+    """The data folder, a teacher model, the output folders a run writes and TF_CONFIG, before
+    TensorFlow loads."""
     check_data_dir(cfg.data.dir)
+    if cfg.train.teacher is not None:
+        check_model_file(cfg.train.teacher, key="train.teacher")
     check_run_outputs(cfg.output)
     check_environment(cfg)
 

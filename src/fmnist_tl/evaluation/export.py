@@ -3,10 +3,11 @@
 Every export is loaded back with its own runtime (`tf.saved_model.load`, `tf.lite.Interpreter`,
 `onnxruntime`) and run on real Fashion-MNIST test images before it is moved into place; its
 probabilities must match the Keras model's within `TOLERANCE`, with the same top-1 on every
-image (float32) or on `MIN_TOP1` of them (quantized TFLite): parity.py. It is written into a
-hidden folder beside the target and renamed into place only after that check, so a failed (or
-interrupted) export leaves nothing behind; a full disk is exit 3 naming the target. TensorFlow,
-Keras and the ONNX tools are imported inside the functions: `fmnist --help` must not load them.
+image (float32) or on `MIN_TOP1` of them (quantized TFLite): export_check.py. It is written
+into a hidden folder beside the target and renamed into place only after that check, so a
+failed (or interrupted) export leaves nothing behind; a full disk is exit 3 naming the target.
+TensorFlow, Keras and the ONNX tools are imported inside the functions: `fmnist --help` must
+not load them.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ from ..errors import (
 )
 from ..paths import check_model_file
 from ..tfenv import hold_stderr
-from .parity import MIN_TOP1, TOLERANCE, ParityCheck, check_export, failure
+from .export_check import ParityCheck, check_export, failure
 
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["MIN_TOP1", "TOLERANCE", "ExportResult", "ParityCheck", "export_model", "for_inference"]
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZE = ("none", "dynamic", "float16")  # TFLite only: weights as int8 or float16
 CHECK_IMAGES = 500  # Fashion-MNIST test images each export is checked on
@@ -93,7 +93,7 @@ def export_model(
     _check_target(model_path, format, target, force)
     from ..data.sources import load_fashion_mnist
     from ..models.inference import infer
-    from .report import load_classifier
+    from .loading import load_classifier
 
     classifier = load_classifier(model_path)
     ds = load_fashion_mnist(data_dir)

@@ -38,7 +38,7 @@ def predict_proba(
 
 
 def evaluate_arrays(
-    model: keras.Model,
+    model: keras.Model | None,
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -53,6 +53,7 @@ def evaluate_arrays(
     has them by a cheaper path than `model` on `x` (a head on cached features).
     """
     if views is None:
+        assert model is not None, "evaluate_arrays needs a model or the views"
         views = _views(model, x, test_flip, label="testing")
     if len(views) != 1 + test_flip:
         raise ValueError(f"{len(views)} views of the test images; test_flip={test_flip}")

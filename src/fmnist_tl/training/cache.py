@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import atomic, progress
 from ..errors import short_path
+from ..paths import open_regular, read_text
 
 META_SUFFIX = ".meta.json"
 FORMAT = 1  # the sidecar's layout; another value is "not verifiable", so rebuilt
@@ -97,7 +98,8 @@ def load_array(
 def verify(path: Path, expect_rows: int | None = None) -> str | None:
     """Why `path` cannot be trusted (a short reason), or None when it checks out."""
     try:
-        record = atomic.loads_json(meta_path(path).read_text(encoding="utf-8"))
+        # a FIFO there: unreadable, not a wait
+        record = atomic.loads_json(read_text(meta_path(path)))
         shape, dtype = tuple(record["shape"]), np.dtype(record["dtype"])
         size, digest = int(record["bytes"]), str(record["sha256"])
         if record.get("format") != FORMAT:
@@ -123,7 +125,7 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype] | str:
     """The .npy header's shape and dtype, read without loading the data."""
     fmt = np.lib.format
     try:
-        with path.open("rb") as f:
+        with open_regular(path, "rb") as f:
             version = fmt.read_magic(f)
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read(f)

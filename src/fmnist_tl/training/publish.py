@@ -25,6 +25,7 @@ import numpy as np
 from .. import atomic
 from ..errors import MissingFileError
 from ..layout import PUBLISH_LOCK, PUBLISHED, RunPaths
+from ..paths import read_text
 from .splits import Splits
 
 LOCK = PUBLISH_LOCK  # the one lock file in output.dir
@@ -82,7 +83,7 @@ def publish(run: RunPaths, accuracy: float, setup: dict[str, Any]) -> str:
 def read_record(path: Path) -> dict[str, Any] | None:
     """best.json / latest.json, or None where it is missing or damaged (then replaced)."""
     try:
-        raw = atomic.loads_json(path.read_text(encoding="utf-8"))
+        raw = atomic.loads_json(read_text(path))
     except (OSError, ValueError):
         return None
     ok = isinstance(raw, dict) and isinstance(raw.get("test_accuracy"), int | float)

@@ -86,7 +86,7 @@ def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
     fitted = sum(x.wall_time_s for x in stages.values())
     accounted = fitted + s.test_features_s + test_s + reports_s
     parts = {
-        "startup_s": process - (time.perf_counter() - s.started) if process else None,
+        "startup_s": process - (time.perf_counter() - s.started.wall) if process else None,
         "features_s": features,  # the pool's: training and validation images
         "test_features_s": s.test_features_s,  # the test images', when tested on features
         "head_s": stages[HEAD].wall_time_s - features if HEAD in stages else 0.0,
@@ -94,9 +94,10 @@ def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
         "test_s": test_s,
         "reports_s": reports_s,
         # data loading, model building, the run folder: what the others leave
-        "prepare_s": time.perf_counter() - s.started - accounted,
+        "prepare_s": time.perf_counter() - s.started.wall - accounted,
         "process_s": process,
-        "cpu_s": cpu_seconds(),
+        "cpu_s": cpu_seconds(),  # the process's, up to here (process_s is its wall age)
+        "run_cpu_s": cpu_seconds() - s.started.cpu,  # this sitting's alone
     }
     return {k: round(v, 3) for k, v in parts.items() if v is not None}
 

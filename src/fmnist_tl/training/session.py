@@ -20,6 +20,7 @@ import keras
 from ..config import Config
 from ..errors import Interrupted, TrainingDiverged
 from ..layout import LAST, LAST_HEAD
+from ..machine import Clock
 from ..records import StageSummary
 from . import runtime
 from .callbacks import (
@@ -51,7 +52,7 @@ class Session:
     ckpt: BestModelCheckpoint
     tensorboard: EpochTensorBoard
     signals: StopSignals
-    started: float  # perf_counter() when this sitting began
+    started: Clock  # when this sitting began
     prior_elapsed: float  # wall time of the sittings before this one
     resumed: bool  # the first stage of this sitting continues from saved files
     # Features of the test images (and mirror images) when the head alone was trained on
@@ -68,7 +69,7 @@ class Session:
         folder: RunFolder,
         state: RunState,
         full_model: keras.Model,
-        started: float,
+        started: Clock,
     ) -> Session:
         """Start a sitting: a new run writes its config and first state; a resumed run reads
         them."""
@@ -100,7 +101,7 @@ class Session:
 
     def elapsed(self) -> float:
         """Wall time over every sitting of this run, up to now."""
-        return round(self.prior_elapsed + time.perf_counter() - self.started, 3)
+        return round(self.prior_elapsed + time.perf_counter() - self.started.wall, 3)
 
     def run_stage(self, stage: str, inputs: StageInputs, full_model: keras.Model) -> None:
         """Run the current stage on `inputs` (stage.run_stage with this run's fit), then

@@ -1,9 +1,6 @@
-"""The check every export passes before it is kept: run with its own runtime on real test
-images, its probabilities against the Keras model's (export.py writes, this checks).
-
-`TOLERANCE` and `MIN_TOP1` are the bounds, measured below; each runtime (`RUNNERS`) loads what
-was written the way a user would: `tf.saved_model.load`, `tf.lite.Interpreter`, `onnxruntime`.
-"""
+"""An export checked before it is kept: loaded with its own runtime (`tf.saved_model.load`,
+`tf.lite.Interpreter`, `onnxruntime`), run on real Fashion-MNIST test images, and compared with
+the Keras model's probabilities."""
 
 from __future__ import annotations
 
@@ -62,7 +59,7 @@ def check_export(
     import numpy as np
 
     start = time.perf_counter()
-    runner, runtime = RUNNERS[fmt]()
+    runner, runtime = _RUNNERS[fmt]()
     x = images.astype(np.float32)
     batches = [x[i : i + CHECK_BATCH] for i in range(0, len(x), CHECK_BATCH)]
     try:
@@ -149,7 +146,7 @@ def _onnx_runner() -> tuple[Runner, str]:
     return run, f"onnxruntime {ort.__version__}"
 
 
-RUNNERS: dict[str, Callable[[], tuple[Runner, str]]] = {
+_RUNNERS: dict[str, Callable[[], tuple[Runner, str]]] = {
     "savedmodel": _savedmodel_runner,
     "tflite": _tflite_runner,
     "onnx": _onnx_runner,
