@@ -159,3 +159,34 @@ def test_sighup_mid_fit_stops_at_a_batch_and_a_second_one_stops_at_once(world, t
     assert not list(systmp.rglob("*"))
     (run,) = (tmp_path / "saved_models").glob("smoke-*")
     assert not (run / ".tmp").exists() and not list(run.glob(".*"))
+
+
+ESCAPED = """
+import sys
+import fmnist_tl.cli as cli
+from fmnist_tl import lifecycle, tfenv
+
+def run():
+    tfenv.quiet_process()  # libraries' stderr held back, as in every command
+    if sys.argv[1] == "stop":
+        lifecycle.begin("SIGHUP")  # what the handler does before its KeyboardInterrupt
+    raise RuntimeError("a library's own error\\nwith a second line")
+
+cli._run = run
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "start"),
+    [("stop", 130, "SIGHUP: stopped"), ("bug", 1, "unexpected error: RuntimeError")],
+)
+def test_an_error_past_every_handler_is_said_in_one_line(tmp_path, case, code, start):
+    """An exception that escaped Click and the commands' handlers (a library that turned a
+    stop's KeyboardInterrupt into its own error) is the stop while one is under way, else a
+    bug: one line where the user sees it, never a traceback into the held-back stderr."""
+    done = subprocess.run([sys.executable, "-c", ESCAPED, case], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=LIMIT_S)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == code, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(start), done.stderr

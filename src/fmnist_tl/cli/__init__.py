@@ -38,6 +38,10 @@ def main() -> None:
         code = _stopped()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # past Click and every command's handler (a library that turned a
+        # stop's KeyboardInterrupt into its own error): the stop, else a bug, said in one line
+        # (a traceback now would go to the held stderr: exit 1 with nothing said)
+        code = _stopped() if lifecycle.stopping() else _unexpected(exc)
     if code == 1 and stdout != _identity(1) == _identity(os.devnull):
         code = STDOUT_CLOSED  # rich or Click met EPIPE: stdout to /dev/null, then exit 1
     _exit(code)
@@ -89,6 +93,26 @@ def _stopped() -> int:
     with contextlib.suppress(OSError, ValueError):
         print(lifecycle.stopped_line(), file=tfenv.terminal(), flush=True)
     return Interrupted.exit_code
+
+
+def _unexpected(exc: Exception) -> int:
+    """The last resort's one line (as cli/common.py's), for a failure no command caught."""
+    from .. import tfenv
+    from ..errors import first_line, printable
+
+    with contextlib.suppress(OSError, ValueError):
+        if os.environ.get("FMNIST_DEBUG"):
+            import traceback
+
+            tfenv.terminal().write(tfenv.held_output())
+            traceback.print_exception(exc, file=tfenv.terminal())
+        print(
+            f"unexpected error: {type(exc).__name__}: {printable(first_line(exc))} "
+            "(set FMNIST_DEBUG=1 for the traceback)",
+            file=tfenv.terminal(),
+            flush=True,
+        )
+    return 1
 
 
 def _exit(code: int) -> None:
