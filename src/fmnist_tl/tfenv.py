@@ -83,10 +83,12 @@ def quiet_process() -> None:
         return
     sys.stderr.flush()
     held = tempfile.TemporaryFile()  # noqa: SIM115  (held for the rest of the process)
-    os.dup2(held.fileno(), 2)
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     terminal = open(real, "w", encoding=encoding, errors="backslashreplace", buffering=1)  # noqa: SIM115
+    # `terminal()` names the user's stderr before fd 2 moves: a stop signal in between still
+    # says its line where the user sees it.
     _quiet.update(terminal=terminal, held=held)
+    os.dup2(held.fileno(), 2)
 
 
 def terminal() -> IO[str]:
