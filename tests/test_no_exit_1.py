@@ -50,6 +50,26 @@ def test_yaml_nested_too_deep_is_a_config_error(tmp_path):
                  "nested deeper than 64 levels")  # fmt: skip
 
 
+def test_grid_values_and_records_nested_too_deep(tmp_path, synthetic_dir):
+    """The other recursive readers: `--grid` values (a config error, exit 2, before any work),
+    an ensemble's report and rows.yaml read by `fmnist results` (damaged files, exit 3)."""
+    grid = "model.head.units=" + "[" * DEEP + "1" + "]" * DEEP
+    sets = [a for o in outputs(tmp_path, synthetic_dir) for a in ("--set", o)]
+    expect_error(runner.invoke(app, ["sweep", str(SMOKE), "--grid", grid, *sets]), 2,
+                 "--grid model.head.units", "nested too deeply")  # fmt: skip
+    assert not (tmp_path / "saved_models").exists()
+    report = tmp_path / "deep.json"
+    report.write_text("[" * 100_000 + "]" * 100_000)
+    root = tmp_path / "results"
+    add = ["results", "add", str(report), "--as", "ensembles/x.json", "--root", str(root)]
+    expect_error(runner.invoke(app, add), 3, "deep.json", "nested too deeply to read")
+    assert not root.exists()
+    root.mkdir()
+    (root / "rows.yaml").write_text("tables: " + "[" * DEEP + "]" * DEEP + "\n")
+    table = ["results", "table", "t", "--root", str(root)]
+    expect_error(runner.invoke(app, table), 3, "rows.yaml", "nested too deeply to read")
+
+
 def test_a_run_folder_nested_too_deep_is_damaged(run, cut_run):
     """state.json and config.yaml are read by recursive parsers: exit 3, the file named."""
     (run / "state.json").write_text("[" * 100_000 + "]" * 100_000)

@@ -178,7 +178,7 @@ def config_of(members: list[Path]) -> dict[str, Any]:
     try:
         text = read_text(members[0] / CONFIG)
         raw = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, RecursionError):
         raw = {}
     if len(members) > 1:
         raw.pop("seed", None)
