@@ -150,16 +150,16 @@ def test_a_port_in_use_is_refused_before_serving(tmp_path, synthetic_dir, no_tf)
 
 def test_a_worker_says_whom_it_waits_for_and_gives_up(tmp_path, synthetic_dir, procs):
     port = free_port()
-    overrides = [*outputs(tmp_path, synthetic_dir), "runtime.peer_wait_s=2"]
+    overrides = [*outputs(tmp_path, synthetic_dir), "runtime.peer_wait_s=1"]
     procs.append(worker := Proc(tmp_path, "w", [*SWEEP, *sets(overrides)], kt_env("tuner0", port)))
     assert worker.end() == 3
     elapsed = time.monotonic() - worker.started
     first = worker.lines()[0]
-    for needle in ("tuner0: waiting up to 2 s for the chief", f"127.0.0.1:{port}"):
+    for needle in ("tuner0: waiting up to 1 s for the chief", f"127.0.0.1:{port}"):
         assert needle in first, first
-    last_line(worker, "no chief answered", f"127.0.0.1:{port}", "runtime.peer_wait_s (2 s)")
+    last_line(worker, "no chief answered", f"127.0.0.1:{port}", "runtime.peer_wait_s (1 s)")
     assert len(worker.lines()) == 2
-    assert elapsed < 2 + 20, elapsed  # the bound, plus start-up on a busy machine
+    assert elapsed < 1 + 20, elapsed  # the bound, plus start-up on a busy machine
     assert not (tmp_path / "saved_models").exists()
 
 
@@ -179,7 +179,7 @@ def test_a_signal_ends_a_wait_at_once(tmp_path, synthetic_dir, procs, sig):
 def test_lone_processes_give_up_after_peer_wait_s(tmp_path, synthetic_dir, procs):
     """A chief with no worker, a multi_worker task whose peer never starts, and one stopped
     by SIGTERM while it waits: each names whom it waits for, where and how long."""
-    wait = "runtime.peer_wait_s=4"
+    wait = "runtime.peer_wait_s=2"
     kt_port, ports, ports2 = free_port(), [free_port(), free_port()], [free_port(), free_port()]
     chief_args = [*SWEEP, *sets([*outputs(tmp_path / "a", synthetic_dir), wait])]
     mw = [*outputs(tmp_path / "b", synthetic_dir), "runtime.distribute=multi_worker"]
@@ -197,14 +197,14 @@ def test_lone_processes_give_up_after_peer_wait_s(tmp_path, synthetic_dir, procs
     last_line(stopped, "SIGTERM: stopped")
 
     assert alone.end() == 3
-    assert f"worker 0: waiting up to 4 s for worker 1 at 127.0.0.1:{ports[1]}" in alone.lines()[0]
-    last_line(alone, f"worker 1 at 127.0.0.1:{ports[1]} did not start", "peer_wait_s (4 s)")
+    assert f"worker 0: waiting up to 2 s for worker 1 at 127.0.0.1:{ports[1]}" in alone.lines()[0]
+    last_line(alone, f"worker 1 at 127.0.0.1:{ports[1]} did not start", "peer_wait_s (2 s)")
     assert not (tmp_path / "b" / "saved_models").exists()
 
     assert chief.end() == 3
     announce = chief.lines()[0]
-    assert f"chief: serving 2 trials at 127.0.0.1:{kt_port}; waiting up to 4 s" in announce
-    last_line(chief, "no worker came within runtime.peer_wait_s (4 s)")
+    assert f"chief: serving 2 trials at 127.0.0.1:{kt_port}; waiting up to 2 s" in announce
+    last_line(chief, "no worker came within runtime.peer_wait_s (2 s)")
 
 
 def test_workers_notice_a_dead_chief_within_peer_lost_s(tmp_path, synthetic_dir, procs):
