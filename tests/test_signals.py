@@ -32,13 +32,12 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synthetic_dir) -> dict[str, Path]:
-    """A trained model (with its run's config beside it), an interrupted run, an image and a
-    tune config, made once through the Python API."""
+    """An interrupted run, whose best model (its run's config beside it) the model commands
+    take, an image and a tune config, made once through the Python API."""
     root = tmp_path_factory.mktemp("signals")
-    cfg = load_config(SMOKE, [*outputs(root / "trained", synthetic_dir), "train.epochs=1"])
-    model = train(cfg).model_path
     cut = load_config(SMOKE, [*outputs(root / "cut", synthetic_dir), "train.epochs=3"])
     run = interrupted(lambda: train(cut), 1)
+    model = run / "best.keras"
     save_png(learnable(1, 3)[0][0], root / "x.png")
     raw = yaml.safe_load(SMOKE.read_text())
     raw["tune"] = {"space": {"model.head.units": [16, 32]}, "epochs": 1}
