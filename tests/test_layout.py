@@ -45,6 +45,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "machine",
             "layout",
             "metrics",
+            "lifecycle",
+            "net",
         },
     ),  # fmt: skip
 ]

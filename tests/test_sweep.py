@@ -205,7 +205,7 @@ def test_interrupted_sweep_resumes_and_each_run_appears_once(tmp_path, isolated)
                 break
             time.sleep(0.05)
         assert state is not None, "no run reached its first epoch in time"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # the same clean stop as Ctrl-C (test_signals.py)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

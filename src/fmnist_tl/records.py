@@ -7,7 +7,6 @@ dicts. Stage names are the constants below.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -202,7 +201,7 @@ class RunMetrics:
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
         try:
-            raw = json.loads(read_text(path))
+            raw = atomic.loads_json(read_text(path))
         except (OSError, ValueError) as exc:
             raise MissingFileError(f"{path}: unreadable ({exc})") from None
         if not isinstance(raw, dict):

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from ..paths import check_data_dir, check_model_file, check_run_outputs
+from ..training.runtime import check_environment
 from . import render
 from .common import SetOption, err, handle_errors, out, say
 
@@ -109,6 +110,7 @@ def finetune(
 
         cfg = finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
         require(cfg.output)
+        check_environment(cfg)
     from ..training.trainer import finetune as run_finetune
 
     result = run_finetune(
@@ -128,12 +130,14 @@ def _check_resumable(run: str, root: str) -> None:
 
     folder = RunFolder.find(run, root)
     folder.load_resumable()
-    require(folder.read_config().output)
+    config = folder.read_config()
+    require(config.output)
+    check_environment(config)
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder, a teacher model, the output folders a run writes and MLflow when
-    tracking is asked for, before TensorFlow loads."""
+    """The data folder, a teacher model, the output folders a run writes, TF_CONFIG and MLflow
+    when tracking is asked for, before TensorFlow loads."""
     from ..tracking import require
 
     check_data_dir(cfg.data.dir)
@@ -141,6 +145,7 @@ def _check_run_paths(cfg: Config) -> None:
         check_model_file(cfg.train.teacher, key="train.teacher")
     check_run_outputs(cfg.output)
     require(cfg.output)
+    check_environment(cfg)
 
 
 def _runs_root(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..experiments import ktdist
 from ..paths import check_run_outputs
 from . import render_studies
 from .common import ConfigArg, JsonOption, SetOption, handle_errors, out, print_json
@@ -30,6 +31,7 @@ def tune(
     cfg = load_config(config, set_)
     check_search(cfg, trials)  # before importing TensorFlow
     check_run_outputs(cfg.output, publish=False)
+    ktdist.prepare(cfg.runtime)  # Keras Tuner's variables; the chief's port; a worker's chief
     from .. import progress, tracking
 
     tracking.require(cfg.output)
@@ -72,6 +74,7 @@ def sweep(
     from ..experiments.sweep import plan_sweep
 
     plan = plan_sweep(load_config(config, set_), grid, seeds, max_runs)  # before TensorFlow
+    ktdist.prepare(plan.base.runtime)  # Keras Tuner's variables; the chief's port; its chief
     from .. import progress
     from ..experiments.sweep import sweep as run_sweep
 

@@ -40,6 +40,8 @@ MAX_PENALTY = 1.0  # an L2 factor or weight decay above 1 outweighs the loss its
 MAX_CACHE_GB = 1_024.0  # runtime.cache_memory_gb: more than any machine here holds
 MAX_STEPS_PER_EXECUTION = 1_024  # batches per Keras call; past this the saved overhead is nil
 MAX_TRIALS = 1_000  # each trial trains a model; a larger random search is a different tool
+# runtime.peer_wait_s and peer_lost_s: a day; a longer wait for a peer is a hang by another name.
+MAX_WAIT_S = 86_400
 # Run folders are <name>-<YYYYmmdd-HHMMSS>[-k]: 100 bytes of name keeps them far below the
 # 255-byte file-name limit of Linux, macOS and Windows file systems.
 MAX_NAME_BYTES = 100

@@ -15,6 +15,7 @@ from .fields import (
     MAX_EPOCHS,
     MAX_STEPS_PER_EXECUTION,
     MAX_TRIALS,
+    MAX_WAIT_S,
     Bool,
     Float,
     Int,
@@ -70,6 +71,16 @@ class RuntimeConfig(_Section):
     cache_memory_gb: Float = _key(
         6.0, "memory a stage-2 activation cache may take (GiB)", gt=0.0, le=MAX_CACHE_GB
     )
+    # Distributed waits (a Keras Tuner worker for its chief, the chief for its workers, a
+    # multi_worker process for its peers) are announced, bounded by these, and interruptible.
+    peer_wait_s: Int = _key(
+        600, "seconds a distributed process waits for its chief, workers or peers; then exit 3",
+        ge=1, le=MAX_WAIT_S,
+    )  # fmt: skip
+    peer_lost_s: Int = _key(
+        30, "seconds the chief or a worker may stay silent before it counts as gone (exit 3)",
+        ge=1, le=MAX_WAIT_S,
+    )  # fmt: skip
     # debug = auto plus every TensorFlow/Keras start-up line and warning (`fmnist --verbose`).
     verbose: Literal["auto", "bar", "epoch", "silent", "debug"] = _key(
         "auto", "Keras progress: auto (a bar on a terminal), bar, epoch, silent or debug"

@@ -19,7 +19,6 @@ the next load sees a mismatch and rebuilds once: a cache can cost time, never a 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,8 @@ def load_array(
 def verify(path: Path, expect_rows: int | None = None) -> str | None:
     """Why `path` cannot be trusted (a short reason), or None when it checks out."""
     try:
-        record = json.loads(read_text(meta_path(path)))  # a FIFO there: unreadable, not a wait
+        # a FIFO there: unreadable, not a wait
+        record = atomic.loads_json(read_text(meta_path(path)))
         shape, dtype = tuple(record["shape"]), np.dtype(record["dtype"])
         size, digest = int(record["bytes"]), str(record["sha256"])
         if record.get("format") != FORMAT:

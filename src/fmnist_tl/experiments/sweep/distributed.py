@@ -27,7 +27,7 @@ from ... import tracking
 from ...errors import TrainingDiverged
 from ...paths import fresh_folder
 from ...training.trainer import train
-from .. import ktdist
+from .. import ktchief, ktdist
 from .grid import Cell, SweepPlan
 from .runner import read_run, run_folder
 from .study import StudyResult, StudyRun, cell_rows
@@ -44,6 +44,8 @@ def run_distributed(plan: SweepPlan, *, on_run: Callable[..., None] | None = Non
     """Serve the grid (chief) or run trials from it (worker) until every trial is done."""
     import keras_tuner as kt
 
+    rt = plan.base.runtime
+    ktdist.prepare(rt)  # the chief's port free; a worker's chief there (or exit 3)
     root = Path(plan.base.output.dir)
     study_dir = fresh_folder(root, ktdist.folder_name(plan.name), what="study")
     result = StudyResult(study_dir, plan, [], [], complete=False)
@@ -72,11 +74,15 @@ def run_distributed(plan: SweepPlan, *, on_run: Callable[..., None] | None = Non
         tuner.study = study
         if chief:
             tuner.save()
-            ktdist.serve(tuner.oracle, lambda trial, who: _chief_record(result, trial, who))
+            on_end = lambda trial, who: _chief_record(result, trial, who)  # noqa: E731
+            ktchief.serve(tuner.oracle, on_end, rt, plan.total)
         else:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-                tuner.search(verbose=0)
+                try:
+                    ktdist.work(tuner, lambda: tuner.search(verbose=0), rt)
+                except kt.errors.FatalError as exc:  # a run's own failure (Interrupted, a disk...)
+                    raise (exc.__cause__ or exc) from None
         result.complete = len(result.runs) == plan.total
         _publish(result)
         study.done(**tracking.sweep_summary(result.study_dir))

@@ -169,6 +169,8 @@ def parse_grid_flag(item: str) -> tuple[str, list[Any]]:
         values = yaml.safe_load(f"[{text}]")
     except yaml.YAMLError:
         raise ConfigError(f"--grid {item!r}: cannot parse the values {text!r}") from None
+    except RecursionError:
+        raise ConfigError(f"--grid {key}: the values are nested too deeply to read") from None
     return key, list(values)
 
 

@@ -14,11 +14,11 @@ records the runs it skips if the store lacks them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from ... import tracking
+from ...atomic import loads_json
 from ...errors import Interrupted, TrainingDiverged
 from ...paths import fresh_folder, read_text
 from ...records import RunMetrics
@@ -80,7 +80,7 @@ def find_study(root: Path, plan: SweepPlan) -> Path | None:
     key = plan.key()
     for folder in sorted(root.glob(f"{plan.name}-[0-9]*"), reverse=True):
         try:
-            if json.loads(read_text(folder / STUDY_JSON)).get("key") == key:
+            if loads_json(read_text(folder / STUDY_JSON)).get("key") == key:
                 return folder
         except (OSError, ValueError, AttributeError):
             continue

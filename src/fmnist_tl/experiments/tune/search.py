@@ -38,7 +38,7 @@ from ...training import runtime
 from ...training.features import FeatureStore
 from ...training.interrupts import StopSignals
 from ...training.splits import Splits, prepare_data
-from .. import ktdist
+from .. import ktchief, ktdist
 from .leaderboard import Leaderboard, TuneResult, trial_scores
 from .trial import run_trial, trial_config
 
@@ -51,6 +51,7 @@ def plan_tune(config: Config, trials: int | None = None) -> tuple[int, list[Sear
     dims = search_space(config)
     check_run_outputs(config.output, publish=False)  # a log or cache folder that is a file
     tracking.require(config.output)
+    ktdist.role()  # Keras Tuner's variables (exit 2 naming one), before any folder is made
     return n, dims
 
 
@@ -63,6 +64,7 @@ def tune(
     """
     t_start = time.perf_counter()
     n, dims = plan_tune(config, trials)
+    ktdist.prepare(config.runtime)  # the chief's port free; a worker's chief there (or exit 3)
     runtime.apply(config)
     splits = prepare_data(config)  # before the folder: missing data leaves nothing behind
     name = ktdist.folder_name(f"{config.output.name or 'default'}-tune")  # a worker: its id
@@ -138,7 +140,7 @@ class _Search:
             tuner.oracle.seed = tuner.oracle._seed_state = self.base.seed
         if ktdist.is_chief():
             tuner.save()
-            ktdist.serve(tuner.oracle, self._record_remote)
+            ktchief.serve(tuner.oracle, self._record_remote, self.base.runtime, self.trials)
             return self._finish()
         try:
             # SIGINT/SIGTERM: the unfinished trial is dropped, the finished ones are kept.
@@ -146,7 +148,10 @@ class _Search:
                 self.signals.defer = True  # stop at the end of a batch or between trials
                 # A failed trial's NaN score: numpy warns inside Keras Tuner's bookkeeping.
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-                tuner.search(verbose=0)
+                if ktdist.is_worker():  # the chief watched; a lost one ends it (exit 3)
+                    ktdist.work(tuner, lambda: tuner.search(verbose=0), self.base.runtime)
+                else:
+                    tuner.search(verbose=0)
         except KeyboardInterrupt:
             self.board.stopped = "interrupted"
             result = self.board.write()
@@ -177,7 +182,8 @@ class _Search:
         self._add(record)
 
     def run_trial(self, hp_values: dict[str, Any], trial_id: str | None = None) -> dict[str, float]:
-        if self.signals.requested:  # between trials: act on a SIGINT/SIGTERM the handler noted
+        if self.signals.requested:  # between trials: act on a signal the handler noted
+            self.signals.act()
             raise KeyboardInterrupt  # leaves Keras Tuner's loop: not an Exception
         t0 = time.perf_counter()
         # The trial's number: its order here, or the oracle's id when it serves several workers.
