@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE, assert_png
+from conftest import SMOKE, assert_png, sets
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
@@ -26,10 +26,6 @@ runner = CliRunner()
 FMNIST = Path(sys.executable).with_name("fmnist")
 GRID = ["--grid", "model.head.units=16,32", "--grid", "train.learning_rate=0.003,0.01"]
 FROZEN = ["model.freeze_backbone=true", "train.epochs=2", "train.patience=null"]
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for o in items for a in ("--set", o)]
 
 
 def studies(root: Path) -> list[Path]:

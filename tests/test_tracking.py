@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMOKE, cli_fails, interrupted, outputs
+from conftest import SMOKE, cli_fails, free_port, interrupted, outputs, sets
 from PIL import Image
 from test_training import CNN, saved_backbone
 
@@ -214,18 +214,6 @@ def off_and_away(tmp_path_factory, synthetic_dir):
         out, err = proc.communicate(timeout=300)
         done.append((proc.returncode, out, err))
     return root, done
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for o in items for a in ("--set", o)]
 
 
 def only_run(root: Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMOKE, cli_fails, outputs
+from conftest import SMOKE, cli_fails, outputs, sets
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
@@ -31,10 +31,6 @@ SPACE = {
     "train.optimizer": ["adam", "sgd"],
 }
 TRIALS = 4
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
 
 
 def search_config(folder: Path, space: dict, *, frozen: bool = True, **tune) -> Path:

@@ -17,21 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE, one_line, outputs
+from conftest import SMOKE, free_port, one_line, outputs, sets
 
 FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
 LIMIT_S = 180  # no process of a test lives longer (a busy 2-core machine included)
 SWEEP = ["sweep", str(SMOKE), "--grid", "train.learning_rate=0.003,0.01"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for o in items for a in ("--set", o)]
 
 
 def kt_env(role: str, port: int | str, ip: str = "127.0.0.1") -> dict[str, str]:
