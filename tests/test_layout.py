@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "machine",
             "layout",
             "metrics",
+            "cache",
         },
     ),  # fmt: skip
 ]

@@ -21,10 +21,10 @@ import keras
 import numpy as np
 
 from .. import atomic
+from ..cache import load_array, save_array
 from ..config import Config
 from ..data.pipeline import mirror
 from ..models.inference import infer
-from .cache import load_array, save_array
 
 
 def cache_key(config: Config, weights_used: str, x: np.ndarray, views: bool = False) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..cache import load_array, save_array
 from ..config import Config
 from ..data.pipeline import mirror as mirror_images
 from ..models.assembly import find_backbone
@@ -35,7 +36,6 @@ from .activations import (
     random_before_cut,
     split_model,
 )
-from .cache import load_array, save_array
 from .splits import Splits
 from .stage import StageInputs
 
