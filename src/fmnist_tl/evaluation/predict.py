@@ -29,14 +29,17 @@ def predict_images(
     """
     # Images first, TensorFlow after: a bad image path fails at once, not after the import.
     x = load_images(image_paths)
-    from .report import load_classifier, saved_test_flip
+    from ..models.frozen import FrozenPass
+    from .report import load_classifier, saved_frozen_setup, saved_test_flip
     from .scores import predict_proba
 
     model = load_classifier(model_path)
     if test_flip is None:
         test_flip = saved_test_flip(model_path)
     label = "predicting" if len(x) >= PROGRESS_FROM else None  # no bar for a handful
-    probs = predict_proba(model, x, test_flip=test_flip, label=label)
+    n_images = len(x) * (2 if test_flip else 1)  # auto: XNNPACK only for many images
+    frozen = FrozenPass(model, saved_frozen_setup(model_path), n_images, what="the model's pass")
+    probs = predict_proba(model, x, test_flip=test_flip, label=label, frozen=frozen)
     results = []
     for path, p in zip(image_paths, probs, strict=True):
         best = np.argsort(-p, kind="stable")[:TOP_K]

@@ -16,6 +16,7 @@ from ..classes import CLASS_NAMES
 from ..data.sources import limit, load_fashion_mnist
 from ..errors import ConfigError, MissingFileError, first_line
 from ..layout import CONFIG, EVALUATION
+from ..models.frozen import FrozenPass, PassSetup
 from ..paths import check_model_file, check_report_outputs, report_paths
 from ..reporting.plots import plot_confusion_matrix, plot_misclassified, run_title
 from .scores import evaluate_arrays
@@ -62,6 +63,19 @@ def saved_test_flip(model_path: str | Path) -> bool:
         return False
 
 
+def saved_frozen_setup(model_path: str | Path) -> PassSetup:
+    """How `evaluate` and `predict` run the model's pass: runtime.frozen_pass of the config
+    saved with it, converted models kept in its output.cache_dir (the defaults without one)."""
+    from ..config import Config, config_beside, load_config
+
+    found = config_beside(Path(model_path))
+    try:
+        config = load_config(found) if found is not None else Config()
+    except ConfigError:  # saved_test_flip has said so; the pass is not worth a second line
+        config = Config()
+    return PassSetup(config.runtime.frozen_pass, Path(config.output.cache_dir))
+
+
 def write_evaluation(
     model: keras.Model,
     x: np.ndarray,
@@ -72,16 +86,17 @@ def write_evaluation(
     extra: dict[str, Any] | None = None,
     run_id: str | None = None,
     views: list[np.ndarray] | None = None,
+    frozen: FrozenPass | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes), whose
-    titles name `run_id` (default: the report's folder) and the test accuracy; `views` as
-    for `evaluate_arrays`.
+    titles name `run_id` (default: the report's folder) and the test accuracy; `views` and
+    `frozen` as for `evaluate_arrays`.
 
     Every path is checked before the first is written, so a picture's path that is a folder
     leaves no JSON report without its pictures."""
     check_report_outputs(out_json)
     _, confusion, mistakes = report_paths(out_json)
-    result = evaluate_arrays(model, x, y, test_flip=test_flip, views=views)
+    result = evaluate_arrays(model, x, y, test_flip=test_flip, views=views, frozen=frozen)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)
@@ -118,8 +133,17 @@ def evaluate(
     setup = {"n": int(len(y)), "test_flip": bool(test_flip), "data_source": ds.source}
     out = Path(output) if output else report_path(model_path, setup)
     extra = {"model": str(model_path), "data_source": ds.source}
+    n_images = len(x) * (2 if test_flip else 1)
+    frozen = FrozenPass(model, saved_frozen_setup(model_path), n_images, what="the model's pass")
     return write_evaluation(
-        model, x, y, out, test_flip=test_flip, extra=extra, run_id=model_run_id(model_path)
+        model,
+        x,
+        y,
+        out,
+        test_flip=test_flip,
+        extra=extra,
+        run_id=model_run_id(model_path),
+        frozen=frozen,
     )
 
 

@@ -95,7 +95,7 @@ class Check:
             f"differs from Keras by up to {self.max_abs_diff:.2e} on {self.images} images "
             f"(allowed {TOLERANCE:g} x their scale {self.scale:.3g})"
         )
-        return f"{diff} and changes the top-1 class of {self.top1_changed}"
+        return f"{diff} and changes the top-1 class of {self.top1_changed} of them"
 
 
 class FrozenPass:
@@ -144,13 +144,12 @@ class FrozenPass:
         try:
             compiled = Compiled(flatbuffer(self.model, self.setup.cache_dir))
         except Exception as exc:  # a converter or runtime that cannot take this graph
-            progress.say(
-                f"note: {self.what} cannot run on XNNPACK ({first_line(exc)}); it runs on Keras"
-            )
+            why = f"it cannot be converted or run ({first_line(exc)})"
+            progress.say(f"note: XNNPACK is off for {self.what}: {why}; Keras runs it")
             return None
         self.check = check(self.model, compiled, sample, self.head)
         if not self.check.passed:
-            progress.say(f"note: {self.what} on XNNPACK {self.check.why()}; it runs on Keras")
+            progress.say(f"note: XNNPACK is off for {self.what}: {self.check.why()}; Keras runs it")
             return None
         return compiled
 

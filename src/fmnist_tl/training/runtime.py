@@ -1,5 +1,5 @@
-"""Process-wide setup for a run: seeds, determinism, precision, distribution strategy, and
-how Keras reports progress."""
+"""Process-wide setup for a run: seeds, determinism, precision, distribution strategy, how
+frozen passes run, and how Keras reports progress."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import contextlib
 import os
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import progress, tfenv
 from ..config import Config
+from ..models.frozen import PassSetup
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +67,14 @@ def strategy(config: Config) -> Any:
         # Reads the cluster from the TF_CONFIG environment variable.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return None
+
+
+def frozen_setup(config: Config, strat: Any = None) -> PassSetup:
+    """How this run's frozen passes run (runtime.frozen_pass; Keras's under a strategy), and
+    where converted models are kept: beside the feature cache."""
+    return PassSetup(
+        config.runtime.frozen_pass, Path(config.output.cache_dir), distributed=strat is not None
+    )
 
 
 def scope(strat: Any) -> contextlib.AbstractContextManager[Any]:

@@ -58,6 +58,7 @@ class Session:
     # features: the test then runs the head on them (trainer._finish).
     test_features: list[Any] | None = None
     test_features_s: float = 0.0
+    test_pass: str | None = None  # the frozen pass that made them
 
     @classmethod
     def open(
