@@ -52,6 +52,8 @@ def runtime() -> str:
     except ImportError:
         import tensorflow as tf
 
+        if not hasattr(tf.lite, "Interpreter"):
+            return "none"
         return f"tf.lite.Interpreter (TensorFlow {tf.__version__})"
 
 
@@ -117,7 +119,11 @@ def _interpreter(flatbuffer: bytes, num_threads: int) -> Any:
     except ImportError:
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806
+        Interpreter = getattr(tf.lite, "Interpreter", None)  # noqa: N806
+        if Interpreter is None:  # a TensorFlow that has handed it to LiteRT for good
+            raise RuntimeError(
+                "neither ai-edge-litert nor tf.lite.Interpreter is installed"
+            ) from None
     with hold_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated": the fallback
         return Interpreter(model_content=flatbuffer, num_threads=num_threads)
