@@ -228,3 +228,26 @@ def interrupted(run_fn, epoch: int) -> Path:
     message = str(info.value)
     assert message.startswith("SIGINT: stopped after epoch") and "resume with:" in message
     return Path(message.rsplit("fmnist train --resume ", 1)[1])
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path):
+    """`folder` (made empty here) that this process cannot write to; yields how: "mount" (a
+    read-only tmpfs, for root, who ignores permissions, when mounting is allowed), "chmod"
+    (0o555, for a normal user) or None (root without mount: nothing makes it read-only, and a
+    test skips only the assertions that need it)."""
+    folder.mkdir(parents=True)
+    how = None
+    if os.geteuid() == 0:
+        cmd = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)]
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            how = "mount"
+    else:
+        folder.chmod(0o555)
+        how = "chmod"
+    try:
+        yield how
+    finally:
+        if how == "mount":
+            subprocess.run(["umount", str(folder)], check=True)
+        folder.chmod(0o755)

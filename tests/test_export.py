@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
 from fmnist_tl.evaluation import export as ex
+from fmnist_tl.evaluation import export_check as bounds
 
 runner = CliRunner()
 CHECK = re.compile(
@@ -91,7 +92,7 @@ def run_export(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
 )
 def test_each_format_is_checked_against_keras_and_kept(trained, fmt, quantize, written):
     from fmnist_tl.data.sources import load_fashion_mnist
-    from fmnist_tl.evaluation.report import load_classifier
+    from fmnist_tl.evaluation.loading import load_classifier
     from fmnist_tl.models.inference import infer
 
     model, data_dir = trained
@@ -101,9 +102,9 @@ def test_each_format_is_checked_against_keras_and_kept(trained, fmt, quantize, w
     assert match, result.output
     images, _, diff, allowed, agree, total, required = match.groups()
     assert int(images) == int(total) == 100  # every synthetic test image
-    assert float(allowed) == ex.TOLERANCE[quantize]
+    assert float(allowed) == bounds.TOLERANCE[quantize]
     assert float(diff) <= float(allowed)
-    assert int(required) == round(ex.MIN_TOP1[quantize] * 100)
+    assert int(required) == round(bounds.MIN_TOP1[quantize] * 100)
     assert int(agree) >= int(required)
     if quantize == "none":
         assert int(agree) == 100 and float(diff) <= 1e-5  # float32: rounding only
@@ -115,7 +116,7 @@ def test_each_format_is_checked_against_keras_and_kept(trained, fmt, quantize, w
     path = model.parent / written.split("/")[0]
     got = run_export(path, fmt, x)
     assert got.shape == (100, 10)
-    assert np.max(np.abs(got - keras_p)) <= ex.TOLERANCE[quantize]
+    assert np.max(np.abs(got - keras_p)) <= bounds.TOLERANCE[quantize]
 
 
 def test_existing_output_is_kept_without_force(trained, tmp_path):
@@ -167,7 +168,7 @@ def test_the_api_lists_export_model():
 
 def test_a_failed_check_leaves_nothing(trained, tmp_path, monkeypatch):
     model, data_dir = trained
-    monkeypatch.setitem(ex.TOLERANCE, "dynamic", 1e-12)  # int8 weights cannot match that
+    monkeypatch.setitem(bounds.TOLERANCE, "dynamic", 1e-12)  # int8 weights cannot match that
     target = tmp_path / "m.tflite"
     result = export(
         model, data_dir, "--format", "tflite", "--quantize", "dynamic", "--output", str(target)

@@ -203,21 +203,7 @@ def test_head_only_runs_agree_reuse_their_pass_and_keras_gives_todays_numbers(
     assert len(conversions) == 1  # one conversion for the pool and the test images
     gap = abs(xnnpack_run.metrics.test.accuracy - keras_run.metrics.test.accuracy)
     assert gap <= 0.001, (keras_run.metrics.test.accuracy, xnnpack_run.metrics.test.accuracy)
-
-    # Keras: no conversion, the key as it was before there was a choice, inference.infer's
-    # features in the file.
-    cache = tmp_path / "runtime.frozen_pass=keras" / "cache"
-    assert not list(cache.glob("xnnpack-*"))
-    config = load_config(keras_run.run_dir / "config.yaml")
-    runtime.apply(config)
-    built, splits = build_model(config), prepare_data(config)
-    key = features.cache_key(config, built.weights_used, splits.x_pool)
-    keras_features = np.load(cache / f"{key}.npy")
-    np.testing.assert_array_equal(keras_features, infer(built.feature_extractor, splits.x_pool))
-    # XNNPACK's features of the same 3,000 images, file against file.
-    made_by = features.cache_key(config, built.weights_used, splits.x_pool, made_by="xnnpack")
-    xnnpack_cache = tmp_path / "runtime.frozen_pass=xnnpack" / "cache"
-    within_tolerance(np.load(xnnpack_cache / f"{made_by}.npy"), keras_features)
+    x_test = keras_features_are_todays(keras_run, tmp_path)
 
     # Another seed with fewer test images: the pool's features are read back, the test images'
     # are new, made by the converted model read back from the cache folder.
@@ -233,21 +219,47 @@ def test_head_only_runs_agree_reuse_their_pass_and_keras_gives_todays_numbers(
     report = evaluate(xnnpack_run.model_path, test_limit=2000, output=tmp_path / "eval.json")
     assert report["frozen_pass"] == "xnnpack" and len(conversions) == 2
     assert abs(report["accuracy"] - xnnpack_run.metrics.test.accuracy) <= 0.001
+    predict_on_xnnpack(xnnpack_run.model_path, x_test[:3], tmp_path, monkeypatch)
+    assert len(conversions) == 2
+    keys = [frozen.model_key(m) for m in conversions]
+    assert len(set(keys)) == len(keys)  # no model converted twice
+    xnnpack_cache = tmp_path / "runtime.frozen_pass=xnnpack" / "cache"
+    assert sorted(p.stem for p in xnnpack_cache.glob("*.tflite")) == sorted(
+        f"xnnpack-{k}" for k in keys
+    )
+
+
+def keras_features_are_todays(keras_run, tmp_path) -> np.ndarray:
+    """The Keras run converted nothing and keeps the key it had before there was a choice, with
+    inference.infer's features in it; XNNPACK's features of the same 3,000 images are within
+    the tolerance of those, file against file. Returns the test images."""
+    cache = tmp_path / "runtime.frozen_pass=keras" / "cache"
+    assert not list(cache.glob("xnnpack-*"))
+    config = load_config(keras_run.run_dir / "config.yaml")
+    runtime.apply(config)
+    built, splits = build_model(config), prepare_data(config)
+    key = features.cache_key(config, built.weights_used, splits.x_pool)
+    keras_features = np.load(cache / f"{key}.npy")
+    np.testing.assert_array_equal(keras_features, infer(built.feature_extractor, splits.x_pool))
+    made_by = features.cache_key(config, built.weights_used, splits.x_pool, made_by="xnnpack")
+    xnnpack_cache = tmp_path / "runtime.frozen_pass=xnnpack" / "cache"
+    within_tolerance(np.load(xnnpack_cache / f"{made_by}.npy"), keras_features)
+    return splits.x_test
+
+
+def predict_on_xnnpack(model_path, images: np.ndarray, tmp_path, monkeypatch) -> None:
+    """`fmnist predict` of these images as PNG files runs the converted model (its check, then
+    the images) and agrees with Keras on each top-1 class and its probability."""
     pictures = []
-    for i, image in enumerate(splits.x_test[:3]):
+    for i, image in enumerate(images):
         pictures.append(tmp_path / f"{i}.png")
         Image.fromarray(image[..., 0]).save(pictures[-1])
     ran = []
     call = litert.Compiled.__call__
     monkeypatch.setattr(litert.Compiled, "__call__", lambda *a, **k: ran.append(1) or call(*a, **k))
-    predicted = predict_images(xnnpack_run.model_path, pictures, test_flip=False)
-    assert len(conversions) == 2 and len(ran) == 2  # the check's run, then the images'
-    keys = [frozen.model_key(m) for m in conversions]
-    assert len(set(keys)) == len(keys)  # no model converted twice
-    assert sorted(p.stem for p in xnnpack_cache.glob("*.tflite")) == sorted(
-        f"xnnpack-{k}" for k in keys
-    )
-    probs = infer(keras.models.load_model(xnnpack_run.model_path, compile=False), splits.x_test[:3])
+    predicted = predict_images(model_path, pictures, test_flip=False)
+    assert len(ran) == 2  # the check's run, then the images'
+    probs = infer(keras.models.load_model(model_path, compile=False), images)
     for p, ref in zip(predicted, probs, strict=True):
         assert p["top3"][0]["class"] == int(ref.argmax())
         assert abs(p["top3"][0]["probability"] - float(ref.max())) <= TOLERANCE

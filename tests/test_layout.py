@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "_version",
             "tfenv",
+            "libdirs",
             "errors",
             "paths",
             "atomic",

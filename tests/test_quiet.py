@@ -61,7 +61,7 @@ SITECUSTOMIZE = textwrap.dedent(
 
     sys.meta_path.insert(0, Hook())
     if os.environ.get("FAIL_EXPORT_CHECK"):  # a parity check nothing passes
-        import fmnist_tl.evaluation.export as export
+        import fmnist_tl.evaluation.export_check as export
 
         export.TOLERANCE["none"] = -1.0
     '''

@@ -134,7 +134,7 @@ def test_compare_without_runs_exits_3(tmp_path, monkeypatch) -> None:
 
 def test_predict_top1_matches_evaluation(repeated, fmnist, monkeypatch) -> None:
     from fmnist_tl.data.images import save_png
-    from fmnist_tl.evaluation.report import load_classifier
+    from fmnist_tl.evaluation.loading import load_classifier
     from fmnist_tl.evaluation.scores import evaluate_arrays
 
     work, group, _ = repeated

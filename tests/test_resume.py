@@ -70,7 +70,7 @@ def start_cli(tmp_path: Path, overrides: list[str]) -> tuple[subprocess.Popen, q
     return proc, lines
 
 
-def wait_until(check, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+def wait_until(check, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -163,6 +163,8 @@ def test_sigkill_after_epoch_2_resumes_through_both_stages(tmp_path, isolated):
     proc.wait(timeout=30)
     run = only_run(runs)
     assert not (run / "metrics.json").exists()
+    killed = json.loads((run / "state.json").read_text())
+    assert killed["cpu_s"] > 0 and killed["elapsed_s"] > 0
 
     result = runner.invoke(app, ["train", "--resume", str(run)])
     assert result.exit_code == 0, result.output
@@ -175,6 +177,13 @@ def test_sigkill_after_epoch_2_resumes_through_both_stages(tmp_path, isolated):
         ("finetune", 3),
     ]
     assert {p.name for p in run.iterdir()} == ARTIFACTS
+    # The run's cost is both sittings': the killed one's up to its last commit, then this one's.
+    timings = metrics["timings"]
+    assert timings["run_cpu_s"] == pytest.approx(
+        killed["cpu_s"] + timings["sitting_cpu_s"], abs=0.01
+    )
+    assert metrics["wall_time_s"] > killed["elapsed_s"]
+    assert timings["prepare_s"] >= 0
     # TensorBoard keeps the killed sitting's points and continues after them.
     assert set(tensorboard_epochs(tmp_path / "logs" / run.name)) == set(range(6))
 
@@ -206,8 +215,10 @@ def assert_same_run(resumed, reference) -> None:
         # schedules: the cosine step count and plateau's counters and lowered rate carry on
         (["train.epochs=4", "train.schedule=cosine", "train.warmup_epochs=1"], 2),
         (["train.epochs=4", "train.schedule=plateau", "train.plateau_patience=1"], 3),
+        # the weights' average: committed swapped with the raw weights, swapped back on resume
+        (["train.epochs=4", "train.ema=0.9", "finetune.epochs=2", "finetune.ema=0.5"], 3),
     ],
-    ids=["mid-stage", "between-stages", "cosine", "plateau"],
+    ids=["mid-stage", "between-stages", "cosine", "plateau", "ema"],
 )
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, isolated, setup, stop_at):
     config = load_config(SMOKE, [*isolated, *EXACT, *setup])

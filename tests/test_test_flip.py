@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fmnist_tl.cli import app
 from fmnist_tl.data.images import save_png
 from fmnist_tl.data.sources import load_fashion_mnist
-from fmnist_tl.evaluation.report import saved_test_flip
+from fmnist_tl.evaluation.loading import saved_test_flip
 
 runner = CliRunner()
 

@@ -248,7 +248,7 @@ def test_offline_imagenet_weights_fail_clearly_or_fall_back_when_asked(tmp_path,
         "--set",
         "model.weights=imagenet",
         "--set",
-        "model.input_size=32",
+        "model.input_size=96",
         "--set",
         f"data.dir={synthetic_dir}",
         "--set",
@@ -257,17 +257,22 @@ def test_offline_imagenet_weights_fail_clearly_or_fall_back_when_asked(tmp_path,
     done = cli(*args, env=env, cwd=tmp_path)
     assert done.returncode == 3, done.stderr
     message = done.stderr.strip().splitlines()[-1]
-    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in message
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in message
     assert str(tmp_path / "keras_home" / "models") in message
     assert "model.weights" in message and "allow_random_weights" in message
     assert not (tmp_path / "saved_models").exists()  # nothing half-written
 
-    done = cli(*args, "--set", "model.allow_random_weights=true", env=env, cwd=tmp_path)
+    fallback = ["--set", "model.allow_random_weights=true", "--set", "model.fallback_input_size=32"]
+    done = cli(*args, *fallback, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "RANDOM weights" in done.stderr
+    assert "RANDOM weights at 32 px" in done.stderr
     (metrics,) = (tmp_path / "saved_models").glob("*/metrics.json")
-    used = json.loads(metrics.read_text())["weights_used"]
-    assert "random" in used and "ImageNet weights unavailable" in used
+    recorded = json.loads(metrics.read_text())
+    assert "random" in recorded["weights_used"]
+    assert "ImageNet weights unavailable" in recorded["weights_used"]
+    assert recorded["input_size"] == 32  # what was built, not the 96 asked for ImageNet
+    (config,) = (tmp_path / "saved_models").glob("*/config.yaml")
+    assert "input_size: 32" in config.read_text()
 
 
 def test_unknown_unfreeze_layer_lists_valid_prefixes(tmp_path, isolated):

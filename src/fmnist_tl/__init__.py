@@ -11,8 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import tfenv  # noqa: F401  (first: TensorFlow's environment, before anything loads it)
+# First: TensorFlow's environment, and Keras's and matplotlib's folders when HOME cannot hold
+# them, before anything loads those libraries.
+from . import libdirs, tfenv  # noqa: F401
 from ._version import __version__
+
+libdirs.install()
 
 # Lazy: `fmnist --help` and config validation must not pay for importing TensorFlow.
 _API = {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MissingFileError, os_failure, short_path
+from .paths import open_regular
 
 
 @contextlib.contextmanager
@@ -88,8 +89,9 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 hex digest of a file (hashlib reads it in large chunks, GIL released)."""
-    with open(path, "rb") as f:
+    """The SHA-256 hex digest of a file (hashlib reads it in large chunks, GIL released); a
+    FIFO or device is refused (NotRegularFile, an OSError), never read."""
+    with open_regular(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import atomic, progress
 from .errors import short_path
+from .paths import open_regular, read_text
 
 META_SUFFIX = ".meta.json"
 FORMAT = 1  # the sidecar's layout; another value is "not verifiable", so rebuilt
@@ -121,7 +122,7 @@ def _checked(path: Path, data: bytes | None = None) -> tuple[dict[str, Any], str
     """The sidecar's record of `path`, and why the file (or `data`, its bytes already read)
     does not match it; None when it does."""
     try:
-        record = json.loads(meta_path(path).read_text(encoding="utf-8"))
+        record = json.loads(read_text(meta_path(path)))  # a FIFO there: unreadable, not a wait
         size, digest = int(record["bytes"]), str(record["sha256"])
         if record.get("format") != FORMAT:
             return {}, "its checksum record has an unknown format"
@@ -157,7 +158,8 @@ def load_bytes(path: str | os.PathLike[str], *, what: str) -> bytes | None:
     if not path.is_file():
         return None
     try:
-        data = path.read_bytes()  # read once, then checked: what is returned is what matched
+        with open_regular(path, "rb") as f:  # read once, then checked: what is returned is
+            data = f.read()  # what matched
     except OSError as exc:
         why: str | None = f"unreadable: {exc}"
     else:
@@ -172,7 +174,7 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype] | str:
     """The .npy header's shape and dtype, read without loading the data."""
     fmt = np.lib.format
     try:
-        with path.open("rb") as f:
+        with open_regular(path, "rb") as f:
             version = fmt.read_magic(f)
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read(f)

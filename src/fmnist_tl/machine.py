@@ -6,6 +6,8 @@ import contextlib
 import os
 import platform
 import resource
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -75,3 +77,16 @@ def cpu_seconds() -> float:
     job on the same cores barely moves, where wall time doubles."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a sitting of a run began: wall time (perf_counter) and this process's CPU seconds,
+    so the run's own cost is known even when a process trains several runs (--repeat)."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> Clock:
+        return cls(time.perf_counter(), cpu_seconds())

@@ -3,32 +3,143 @@
 The CLI runs them before importing TensorFlow (about 3.5 s), so a mistyped model path or an
 output folder that cannot be written fails at once; the API runs the same functions, so the
 two say the same thing.
+
+Every file fmnist reads (config, model, weights, images, data, caches, a run's records) is
+checked to be a regular file before it is opened (`check_file`, `check_regular`) or opened
+so that it cannot block (`open_regular`): a FIFO would wait forever for a writer, a device
+such as /dev/zero would never end.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .errors import DataError, MissingFileError, os_failure, short_path
+from .errors import (
+    DataError,
+    FmnistError,
+    MissingFileError,
+    NotRegularFile,
+    os_failure,
+    short_path,
+    working_folder_gone,
+)
 from .layout import published_files
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
-def check_model_file(path: str | os.PathLike[str]) -> Path:
-    """`path` is a file that looks like a .keras archive (a zip), or MissingFileError."""
+
+_OS_WORDS = {
+    errno.ENOTDIR: "a file is on the way where a folder should be",
+    errno.ENAMETOOLONG: "name too long",
+}
+
+
+def check_regular(path: str | os.PathLike[str]) -> Path:
+    """`path` names a regular file (symbolic links followed), or the OSError opening it would
+    give: FileNotFoundError, IsADirectoryError, PermissionError, ..., and NotRegularFile for
+    a FIFO, socket or device. Stats only: nothing is opened."""
     p = Path(path)
-    if not p.is_file():
-        what = "is a folder, not a model file" if p.is_dir() else "model file not found"
-        raise MissingFileError(
-            f"{short_path(p)}: {what}; train one first (`fmnist train CONFIG`) "
-            "or pass the path to a .keras file"
-        )
-    if not os.access(p, os.R_OK):  # is_zipfile would call an unreadable file "not a zip"
-        raise MissingFileError(f"{short_path(p)}: permission denied; fix its permissions")
+    mode = os.stat(p).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(p))
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(p, _KINDS.get(stat.S_IFMT(mode), "not a file"))
+    return p
+
+
+def open_regular(path: str | os.PathLike[str], mode: str = "rb", **kwargs: Any) -> IO[Any]:
+    """`open(path, mode)` for reading, refusing what is not a regular file without waiting:
+    opened non-blocking (a FIFO opens at once), checked on the open descriptor (no race with
+    a swap), then made blocking again. The errors are check_regular's."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, _KINDS.get(stat.S_IFMT(st.st_mode), "not a file"))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+    """A small text file (JSON, YAML, CSV records), through `open_regular`."""
+    with open_regular(path, "r", encoding=encoding) as f:
+        return f.read()
+
+
+def file_problem(path: str | os.PathLike[str], what: str = "file") -> str | None:
+    """Why `path` cannot be read as a `what` (e.g. "model file"), in words, or None when it
+    is a readable regular file. Stats only. The words: "{what} not found", "is a folder, not
+    a {what}", "not a regular file (a FIFO)", "permission denied", a file in the way, a name
+    too long; a relative path in a deleted working folder says so."""
+    try:
+        check_regular(path)
+    except FileNotFoundError:
+        gone = working_folder_gone()
+        if gone is not None and not os.path.isabs(path):
+            return f"{what} not found: the working folder {short_path(gone)} no longer exists"
+        broken = os.path.islink(path)
+        return f"{what} not found" + (" (a symbolic link to nothing)" if broken else "")
+    except IsADirectoryError:
+        return f"is a folder, not a {what}"
+    except NotRegularFile as exc:
+        return f"{exc.strerror}, not a {what}"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:  # a file on the way where a folder should be, a name too long, ...
+        return _OS_WORDS.get(exc.errno or 0, exc.strerror or str(exc))
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+def check_file(
+    path: str | os.PathLike[str],
+    what: str,
+    fix: str,
+    error: type[FmnistError] = MissingFileError,
+) -> Path:
+    """`path` is a readable regular file, else `error` (exit 3 unless told) in one line:
+    "PATH: <file_problem>; <fix>" ("fix its permissions" when that is the problem)."""
+    problem = file_problem(path, what)
+    if problem is not None:
+        advice = "fix its permissions" if problem == "permission denied" else fix
+        raise error(f"{short_path(path)}: {problem}; {advice}")
+    return Path(path)
+
+
+def check_model_file(path: str | os.PathLike[str], key: str | None = None) -> Path:
+    """`path` is a file that looks like a .keras archive (a zip), or MissingFileError (its
+    message starting with `key`, the config key that named the model, when there is one)."""
+    try:
+        return _check_model_file(path)
+    except MissingFileError as exc:
+        if key is None:
+            raise
+        raise MissingFileError(f"{key}: {exc}") from None
+
+
+def _check_model_file(path: str | os.PathLike[str]) -> Path:
+    p = check_file(
+        path,
+        "model file",
+        "train one first (`fmnist train CONFIG`) or pass the path to a .keras file",
+    )
     try:
         is_zip = zipfile.is_zipfile(p)
     except OSError as exc:
@@ -144,9 +255,19 @@ def unwritable(path: str | os.PathLike[str]) -> str | None:
     if not existing.is_dir():
         under = "" if existing == p else f" (on the way to {short_path(p)})"
         return f"{short_path(existing)} is a file where a folder should be{under}"
+    if read_only(existing):  # before os.access, which says "no" here for everyone
+        return f"{short_path(existing)}: read-only file system"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{short_path(existing)}: permission denied"
     return None
+
+
+def read_only(folder: str | os.PathLike[str]) -> bool:
+    """Whether `folder` sits on a file system mounted read-only (no one may write there)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_run_outputs(output: Any, *, publish: bool | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import atomic, metrics
 from .errors import MissingFileError
+from .paths import read_text
 
 HEAD = "head"  # stage 1: the head (and a from-scratch backbone), the pretrained backbone frozen
 FINETUNE = "finetune"  # stage 2: unfreeze from a named layer, small learning rate
@@ -158,10 +159,12 @@ class RunMetrics:
     runtime: RuntimeInfo | None = None
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)  # CPU, cores, GPUs, TensorFlow
-    # Where the last sitting's wall time went: startup_s, prepare_s, features_s (the pool's),
+    # Where the run's wall time went, over every sitting: prepare_s, features_s (the pool's),
     # test_features_s (the test images', when only the head trained), head_s, finetune_s,
-    # test_s, reports_s, process_s (the process's whole life up to metrics.json), cpu_s (its
-    # CPU seconds, all threads: the cost another job on the machine does not inflate).
+    # test_s, reports_s; run_cpu_s, the run's CPU seconds (all threads, every sitting: a cost
+    # another job on the machine barely moves). This sitting's: startup_s, process_s (the
+    # process's life up to metrics.json), cpu_s (the process's CPU seconds, which count
+    # earlier runs when one process trains several), sitting_cpu_s.
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,7 +212,7 @@ class RunMetrics:
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(read_text(path))
         except (OSError, ValueError) as exc:
             raise MissingFileError(f"{path}: unreadable ({exc})") from None
         if not isinstance(raw, dict):

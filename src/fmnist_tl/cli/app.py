@@ -15,6 +15,7 @@ from .._version import __version__
 from . import model_commands, run_commands, study_commands
 from .common import HELP, out
 from .inspect_app import config_app, data_app
+from .results_app import results_app
 
 app = typer.Typer(
     help="Transfer-learning experiments on Fashion-MNIST from YAML configs.",
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(results_app, name="results")
 
 
 def _version(value: bool) -> None:

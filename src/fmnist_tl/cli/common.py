@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import OS_FAILURE, FmnistError, Interrupted, os_failure, shorten_paths
+from ..errors import OS_FAILURE, FmnistError, Interrupted, for_terminal, os_failure, printable
 from ..tfenv import TerminalStream, held_output, terminal
 
 HELP = {"help_option_names": ["-h", "--help"]}  # -h everywhere: sub-apps and commands inherit
@@ -76,13 +76,15 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Interrupted as exc:  # not an error: the run is kept and can be resumed
-            err.print(f"[yellow]{escape(str(exc))}[/yellow]", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]{escape(printable(str(exc)))}[/yellow]", **_ONE_LINE)
             raise typer.Exit(exc.exit_code) from None
         except FmnistError as exc:
-            err.print(f"[red]error:[/red] {escape(shorten_paths(str(exc)))}", **_ONE_LINE)
+            err.print(f"[red]error:[/red] {escape(for_terminal(str(exc)))}", **_ONE_LINE)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # the last resort for the disk and paths: name it, exit 3
-            err.print(f"[red]error:[/red] {escape(str(os_failure(exc)))}", **_ONE_LINE)
+            err.print(
+                f"[red]error:[/red] {escape(for_terminal(str(os_failure(exc))))}", **_ONE_LINE
+            )
             raise typer.Exit(OS_FAILURE) from None
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
@@ -94,7 +96,7 @@ def handle_errors(fn: F) -> F:
                 terminal().write(held_output())  # what the libraries said on the way
                 traceback.print_exc(file=terminal())
             err.print(
-                f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+                f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(printable(str(exc)))} "
                 "(set FMNIST_DEBUG=1 for the traceback)",
                 highlight=False,
                 soft_wrap=True,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigError
 from ..paths import check_data_dir, check_model_file, check_report_outputs
 from . import render
 from .common import (
@@ -19,10 +20,20 @@ from .common import (
     print_json,
 )
 
+ModelsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="A .keras model file; several are evaluated as an ensemble (the mean of their "
+        "probabilities), each member's scores beside the ensemble's.",
+        show_default=False,
+        metavar="MODEL...",
+    ),
+]
+
 
 @handle_errors
 def evaluate(
-    model: ModelArg,
+    models: ModelsArg,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -41,39 +52,61 @@ def evaluate(
     test_flip: TestFlipOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Test accuracy, loss, per-class precision/recall/F1 and the confusion matrix."""
-    check_model_file(model)  # the paths before TensorFlow loads
+    """Test accuracy, loss, per-class precision/recall/F1 and the confusion matrix, of a model
+    or of an ensemble of several."""
+    for model in models:
+        check_model_file(model)  # the paths before TensorFlow loads
     check_report_outputs(output)  # the JSON and both pictures, before any is written
     check_data_dir(data_dir, "--data-dir")
     from ..evaluation.report import evaluate as run_evaluate
 
     result = run_evaluate(
-        model, data_dir=data_dir, test_limit=limit, output=output, test_flip=test_flip
+        models, data_dir=data_dir, test_limit=limit, output=output, test_flip=test_flip
     )
     if as_json:
         print_json(result)
         return
-    render.print_evaluation(out, model, result)
+    render.print_evaluation(out, " + ".join(str(m) for m in models), result)
 
 
 @handle_errors
 def predict(
-    model: ModelArg,
-    images: Annotated[
-        list[Path], typer.Argument(help="PNG or JPEG images of garments.", show_default=False)
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more .keras models (several: an ensemble), then PNG or JPEG images.",
+            show_default=False,
+            metavar="MODEL... IMAGE...",
+        ),
     ],
     as_json: JsonOption = False,
     test_flip: TestFlipOption = None,
 ) -> None:
     """The three most likely classes, with probabilities, for each IMAGE."""
-    check_model_file(model)  # before TensorFlow loads
+    models, images = split_models(paths)
+    for model in models:
+        check_model_file(model)  # before TensorFlow loads
     from ..evaluation.predict import predict_images
 
-    results = predict_images(model, images, test_flip=test_flip)
+    results = predict_images(models, images, test_flip=test_flip)
     if as_json:
         print_json(results)
         return
-    render.print_predictions(out, model, results)
+    render.print_predictions(out, " + ".join(str(m) for m in models), results)
+
+
+def split_models(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """MODEL... IMAGE...: the leading .keras files are the models, the rest the images."""
+    count = next((i for i, p in enumerate(paths) if p.suffix != ".keras"), len(paths))
+    models, images = paths[:count], paths[count:]
+    if not models and paths and paths[0].is_dir():
+        check_model_file(paths[0])  # a folder where the model goes: say so (exit 3)
+    if not models or not images:
+        what = "a .keras model" if not models else "an image"
+        raise ConfigError(
+            f"predict needs {what}: give MODEL.keras [MORE.keras ...] then IMAGE [IMAGE ...]"
+        )
+    return models, images
 
 
 @handle_errors

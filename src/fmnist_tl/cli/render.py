@@ -76,8 +76,9 @@ def repeat_run_line(index: int, total: int, seed: int, result: RunResult) -> str
 # ---------------------------------------------------------------- evaluate, predict
 
 
-def print_evaluation(out: Console, model: Path, result: dict[str, Any]) -> None:
-    """Per-class precision/recall/F1, the confusion matrix, and the files written."""
+def print_evaluation(out: Console, model: str | Path, result: dict[str, Any]) -> None:
+    """Per-class precision/recall/F1, the confusion matrix, an ensemble's members, and the
+    files written."""
     from ..classes import CLASS_NAMES
 
     flip = flip_note(result.get("test_flip", False), result.get("accuracy_without_flip"))
@@ -98,20 +99,43 @@ def print_evaluation(out: Console, model: Path, result: dict[str, Any]) -> None:
     for i, row in enumerate(result["confusion_matrix"]):
         cm.add_row(f"{i} {CLASS_NAMES[i]}", *(str(v) for v in row))
     out.print(cm)
+    if result.get("members"):
+        _print_members(out, result)
     name = Path(result["json_path"]).name
-    kept = name.startswith("evaluation.") and name != EVALUATION
+    kept = name.startswith("evaluation.") and name != EVALUATION and not result.get("members")
     note = " (another test setup than the run's; its evaluation.json is kept)" if kept else ""
     out.print(f"wrote {result['json_path']}, " + ", ".join(result["plots"]) + note)
 
 
-def print_predictions(out: Console, model: Path, results: list[dict[str, Any]]) -> None:
-    """The three most likely classes of each image."""
+def _print_members(out: Console, result: dict[str, Any]) -> None:
+    """An ensemble's members, each scored alone, above the ensemble's own scores."""
+    table = Table(title=f"the ensemble's {len(result['members'])} members, each alone")
+    table.add_column("model", overflow="fold")
+    for m in metrics.shown():
+        table.add_column(m.name, justify="right", no_wrap=True)
+    table.add_column("test flip")
+    for row in result["members"]:
+        scores = (f"{row[m.name]:.4f}" for m in metrics.shown())
+        table.add_row(escape(row["model"]), *scores, "yes" if row["test_flip"] else "no")
+    table.add_section()
+    ensemble = (f"{result[m.name]:.4f}" for m in metrics.shown())
+    table.add_row("ensemble (mean of the probabilities)", *ensemble, "", style="bold")
+    out.print(table)
+
+
+def print_predictions(out: Console, model: str | Path, results: list[dict[str, Any]]) -> None:
+    """The three most likely classes of each image (an ensemble's: and each member's top)."""
     table = Table(title=f"predictions of {escape(str(model))}")
     table.add_column("image")
     for rank in ("1st", "2nd", "3rd"):
         table.add_column(rank)
+    members = any("members" in r for r in results)
+    if members:
+        table.add_column("each member's 1st")
     for r in results:
-        top3 = (f"{t['label']} {t['probability']:.3f}" for t in r["top3"])
+        top3 = [f"{t['label']} {t['probability']:.3f}" for t in r["top3"]]
+        if members:
+            top3.append("; ".join(f"{m['label']} {m['probability']:.3f}" for m in r["members"]))
         table.add_row(escape(r["image"]), *top3)
     out.print(table)
 

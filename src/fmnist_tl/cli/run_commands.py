@@ -129,8 +129,11 @@ def _check_resumable(run: str, root: str) -> None:
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder and the output folders a run writes, before TensorFlow loads."""
+    """The data folder, a teacher model and the output folders a run writes, before TensorFlow
+    loads."""
     check_data_dir(cfg.data.dir)
+    if cfg.train.teacher is not None:
+        check_model_file(cfg.train.teacher, key="train.teacher")
     check_run_outputs(cfg.output)
 
 

@@ -53,6 +53,14 @@ def sweep(
         int | None,
         typer.Option(help="Runs per cell: seeds seed, seed+1, ...", show_default="sweep.seeds"),
     ] = None,
+    max_runs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop before planning a sweep of more runs (cells x seeds) than this.",
+            show_default="10000",
+        ),
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Every cell of a grid x every seed, each a normal run in one study folder; rerun the
@@ -60,7 +68,7 @@ def sweep(
     from ..config import load_config
     from ..experiments.sweep import plan_sweep
 
-    plan = plan_sweep(load_config(config, set_), grid, seeds)  # before importing TensorFlow
+    plan = plan_sweep(load_config(config, set_), grid, seeds, max_runs)  # before TensorFlow
     from .. import progress
     from ..experiments.sweep import sweep as run_sweep
 

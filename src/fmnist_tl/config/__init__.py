@@ -1,11 +1,12 @@
 """The experiment config, one import away: `from fmnist_tl.config import Config, load_config`.
 
-Parts, each with one job: `fields` (value types, bounds, how a type reads), `sections` (each
-section's keys: default, bounds, one-line meaning), `schema` (the whole Config, rules across
+Parts, each with one job: `fields` (value types, bounds, how a type reads), `backbones` (the
+backbone registry), `sections` and `run_sections` (each section's keys: default, bounds,
+one-line meaning), `schema` (the whole Config, rules across
 sections, one-line errors), `keys` (the key table built from the schema), `loading` (strict
 YAML, overrides, the config beside a model, source-prefixed errors) and `space` (the tune.space
 grammar and what a search may change). Imports go one way:
-fields <- sections <- schema <- keys, space <- loading.
+fields, backbones <- sections <- run_sections <- schema <- keys, space <- loading.
 """
 
 from __future__ import annotations

@@ -64,7 +64,32 @@ def _not_bool(value: Any) -> Any:
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
 # Floats take ints too (`learning_rate: 1`) and YAML 1.1's strings such as "1e-5"; never inf/nan.
+# Float: a value Python uses as it is (float64: a split, a size in GiB, epochs of warmup).
 Float = Annotated[float, BeforeValidator(_not_bool), AllowInfNan(False)]
+
+# Float32: a value TensorFlow computes with in float32 (a learning rate, a dropout rate, a
+# penalty, an augmentation factor; mixed precision keeps these in float32 too). A nonzero
+# value below float32's smallest normal number is 0 there: TensorFlow's CPU kernels flush
+# subnormals to zero, so 1e-40 trains like 0, and 1e-50 is 0 in any case. One past its
+# largest is inf. Either is refused, naming the key, instead of training at rate 0 or inf.
+FLOAT32_TINY = 1.1754943508222875e-38  # numpy.finfo(numpy.float32).tiny
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
+
+
+def _in_float32(value: float) -> float:
+    if value != 0 and abs(value) < FLOAT32_TINY:
+        raise PydanticCustomError(
+            "float32_zero",
+            "is 0 in float32, the dtype it is used in (its nonzero values start at 1.2e-38)",
+        )
+    if abs(value) > FLOAT32_MAX:
+        raise PydanticCustomError(
+            "float32_inf", "is inf in float32, the dtype it is used in (its largest is 3.4e38)"
+        )
+    return value
+
+
+Float32 = Annotated[Float, AfterValidator(_in_float32)]
 Bool = StrictBool  # true/false only: 1, "yes" or "1" from a dict are errors, not guesses
 
 

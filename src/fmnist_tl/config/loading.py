@@ -18,14 +18,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError, MissingFileError, first_line, short_path
+from ..errors import ConfigError, MissingFileError, first_line, os_failure, short_path
 from ..layout import CONFIG
+from ..paths import check_file, open_regular
 from .fields import is_text_field
-from .schema import Config, field_annotation, parse, shown
+from .schema import Config, check_sections, field_annotation, parse, shown
 from .space import search_space
 
 Overrides = Sequence[str] | Mapping[str, Any]
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *anchor`: merged keys may be overridden
+# Read before parsing: the largest config here is 4 KiB; a tune.space or sweep grid of
+# thousands of values still fits, and a huge file is refused before YAML holds it in memory.
+MAX_CONFIG_BYTES = 2**20
 
 
 class DuplicateKey(yaml.YAMLError):
@@ -78,9 +82,12 @@ def _check_duplicates(node: yaml.Node, path: list[str], seen: set[int]) -> None:
 
 
 def config_beside(model_path: Path) -> Path | None:
-    """The resolved config saved with a model: <stem>.config.yaml, else config.yaml, else None."""
+    """The resolved config saved with a model: <stem>.config.yaml, else config.yaml, else None.
+
+    A candidate that exists but is no regular file (a folder, a FIFO) is returned too: reading
+    it says what it is, rather than another config being taken in silence."""
     for candidate in (model_path.with_suffix(".config.yaml"), model_path.parent / CONFIG):
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
     return None
 
@@ -163,6 +170,10 @@ def load_config(
         path = Path(path)
         source = str(path)
         raw = _read_yaml(path)
+        try:
+            check_sections(raw)  # before an override could merge into a section given a scalar
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     if isinstance(overrides, str):
         overrides = [overrides]
     labels: dict[str, str] = {}  # key path -> the override that set it
@@ -222,12 +233,16 @@ def _name_from_file(config: Config, stem: str, source: str) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a config file; pass the path to a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass the path to a YAML file")
+    check_file(path, "config file", "pass the path to a YAML file", ConfigError)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+        with open_regular(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{short_path(path)}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, far more "
+                "than any config; pass the path to a YAML config"
+            )
+        data = yaml.load(raw.decode("utf-8"), Loader=StrictLoader)
     except DuplicateKey as exc:
         raise ConfigError(f"{path}: {exc.words()}") from None
     except yaml.YAMLError as exc:
@@ -240,8 +255,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
             f"{exc.start}); save the config as UTF-8"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    except OSError as exc:  # replaced after the check by a FIFO, a disk error, ...
+        raise ConfigError(f"cannot read the config: {os_failure(exc, path)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

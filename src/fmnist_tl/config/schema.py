@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..records import FINETUNE, HEAD
 from .backbones import BACKBONES, BackboneName
 from .fields import MAX_INPUT_BATCH_BYTES, MAX_SEED, Int, consecutive_seeds, shown, type_text
+from .run_sections import OutputConfig, RuntimeConfig, SweepConfig, TuneConfig
 from .sections import (
     AugmentConfig,
     CNNConfig,
@@ -31,12 +32,8 @@ from .sections import (
     FinetuneConfig,
     HeadConfig,
     ModelConfig,
-    OutputConfig,
     ResizeMethod,
-    RuntimeConfig,
-    SweepConfig,
     TrainConfig,
-    TuneConfig,
     _key,
     _Section,
 )
@@ -57,6 +54,7 @@ __all__ = [
     "SweepConfig",
     "TrainConfig",
     "TuneConfig",
+    "check_sections",
     "describe",
     "field_annotation",
     "parse",
@@ -87,11 +85,13 @@ class Config(_Section):
         m = self.model
         if m.input_size is None:
             m.input_size = spec.default_size
-        if m.input_size < spec.min_size:
-            raise ValueError(
-                f"model.input_size: {m.input_size} is below the minimum {spec.min_size} "
-                f"for backbone {spec.name!r}; use input_size >= {spec.min_size}"
-            )
+        for key in ("input_size", "fallback_input_size"):
+            size = getattr(m, key)
+            if size is not None and size < spec.min_size:
+                raise ValueError(
+                    f"model.{key}: {size} is below the minimum {spec.min_size} "
+                    f"for backbone {spec.name!r}; use {key} >= {spec.min_size}"
+                )
         if m.weights == "imagenet" and not spec.pretrained:
             raise ValueError(
                 f"model.weights: 'imagenet' does not exist for backbone {spec.name!r}; "
@@ -162,6 +162,28 @@ def parse(raw: dict[str, Any]) -> Config:
         raise error from None
 
 
+def check_sections(raw: dict[str, Any], model: type[BaseModel] = Config, at: str = "") -> None:
+    """Every section in `raw` is a mapping: `model: 3` is an error (naming the key) before any
+    override merges into it, so a `--set model.backbone=cnn` never replaces it in silence."""
+    for name, field in model.model_fields.items():
+        if name not in raw or not _is_section(field.annotation):
+            continue
+        key, value = f"{at}.{name}" if at else name, raw[name]
+        if not isinstance(value, dict):
+            error = ConfigError(section_error(key, value, field.annotation))
+            error.key = key  # type: ignore[attr-defined]
+            raise error
+        check_sections(value, field.annotation, key)
+
+
+def section_error(key: str, value: Any, section: type[BaseModel]) -> str:
+    """The words for a section given something else than a mapping of its keys."""
+    return (
+        f"{key}: is a section: give its keys as a mapping, or leave it out for the defaults "
+        f"(got {shown(value)}); keys in {key}: {', '.join(section.model_fields)}"
+    )
+
+
 def field_annotation(parts: list[str], label: str) -> Any:
     """The schema annotation at a dotted key path; `label` starts each error (e.g. --set 'x=1')."""
     model: type[BaseModel] = Config
@@ -194,13 +216,18 @@ def describe(exc: ValidationError) -> str:
         # Our own cross-field checks already name the key and the fix.
         return str(err["msg"]).removeprefix("Value error, ")
     key, field = _field_at(err["loc"])
-    allowed = f"; allowed: {type_text(field.annotation, field.metadata)}" if field else ""
     got = err.get("input")
+    if field is None and err["type"] in _NOT_A_MAPPING and key != "config":
+        section = field_annotation(key.split("."), key)
+        if _is_section(section):
+            return section_error(key, got, section)
+    allowed = f"; allowed: {type_text(field.annotation, field.metadata)}" if field else ""
     if err["type"] in _BOUNDS | {"finite_number"} and _not_finite(got):
         return f"{key}: must be a finite number (got {float(got)!r}){allowed}"
     return f"{key}: {_message(err)} (got {shown(got)}){allowed}"
 
 
+_NOT_A_MAPPING = {"model_type", "model_attributes_type", "dict_type"}
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 

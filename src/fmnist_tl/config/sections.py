@@ -1,4 +1,6 @@
-"""The config's sections: each key's default, bounds and one-line meaning, in one place.
+"""The config's sections of what is trained: data, augmentation, model, both stages. Each key's
+default, bounds and one-line meaning live here (and in run_sections.py for where results go and
+how runs use the machine and search).
 
 Defaults live here; YAML files and `--set` change only what differs. Each field carries its
 meaning (`description`) and its allowed values (types and bounds from `fields.py`), so errors,
@@ -18,30 +20,26 @@ from .backbones import BackboneName
 from .fields import (
     MAX_BATCH,
     MAX_BLOCKS,
-    MAX_CACHE_GB,
     MAX_EPOCHS,
     MAX_FILTERS,
     MAX_INPUT_SIZE,
     MAX_LAYERS,
     MAX_LR,
     MAX_PENALTY,
-    MAX_STEPS_PER_EXECUTION,
-    MAX_TRIALS,
     MAX_UNITS,
     TEST_SIZE,
     TRAIN_SIZE,
     Allowed,
     Bool,
     Float,
+    Float32,
     Int,
     LayerPrefix,
-    Name,
     PathText,
     shown,
 )
 
 ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos3"]
-MAX_RUNS_PER_CELL = 100  # sweep.seeds: a mean over 100 seeds is already tight
 Filters = Annotated[Int, Field(ge=1, le=MAX_FILTERS)]  # conv filters of one cnn block
 Width = Annotated[Int, Field(ge=1, le=MAX_UNITS)]  # one hidden Dense layer of the dense baseline
 
@@ -73,9 +71,9 @@ class AugmentConfig(_Section):
     """Augmentation on the 28x28 images: random during training, and the test-time flip."""
 
     flip: Bool = _key(False, "random horizontal flip (clothes are left-right symmetric)")
-    translate: Float = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
-    erase: Float = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
-    erase_area: Float = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
+    translate: Float32 = _key(0.0, "max random shift, fraction of the image side", ge=0.0, le=0.5)
+    erase: Float32 = _key(0.0, "probability of random erasing per image", ge=0.0, le=1.0)
+    erase_area: Float32 = _key(0.33, "max erased area, fraction of the image", gt=0.02, le=1.0)
     # Twice the inference compute, no training cost.
     test_flip: Bool = _key(False, "evaluate and predict on the mean of each image and its mirror")
 
@@ -93,7 +91,7 @@ class HeadConfig(_Section):
 
     pooling: Literal["avg", "max", "flatten"] = _key("avg", "over the backbone's feature map")
     units: Int = _key(256, "hidden Dense(relu) width; 0 = no hidden layer", ge=0, le=MAX_UNITS)
-    dropout: Float = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
+    dropout: Float32 = _key(0.3, "dropout before the softmax", ge=0.0, lt=1.0)
 
 
 class CNNConfig(_Section):
@@ -110,8 +108,8 @@ class CNNConfig(_Section):
     # A head that flattens the map can keep the last block at 7x7, where position still shows.
     pool: Bool | list[Bool] = _key(True, "max-pool after every block, or one flag per block")
     batch_norm: Bool = _key(True, "BatchNorm after every conv")
-    dropout: Float = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.25, "dropout at the end of every block", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on conv kernels", ge=0.0, le=MAX_PENALTY)
 
     @field_validator("convs_per_block", mode="before")
     @classmethod
@@ -169,8 +167,8 @@ class DenseConfig(_Section):
     units: list[Width] = _key(
         list, "widths of the hidden Dense(relu) layers", max_length=MAX_LAYERS
     )
-    dropout: Float = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
-    l2: Float = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
+    dropout: Float32 = _key(0.0, "dropout after every hidden layer", ge=0.0, lt=1.0)
+    l2: Float32 = _key(0.0, "L2 weight penalty on the hidden kernels", ge=0.0, le=MAX_PENALTY)
 
 
 class ModelConfig(_Section):
@@ -190,6 +188,13 @@ class ModelConfig(_Section):
     input_size: Int | None = _key(
         None, "side the 28x28 images are resized to; null = the backbone's", ge=1, le=MAX_INPUT_SIZE
     )
+    # A from-scratch MobileNetV2 at 96 px takes many times the minutes of one at 32 px.
+    fallback_input_size: Int | None = _key(
+        None,
+        "input_size when allow_random_weights falls back; null = input_size",
+        ge=1,
+        le=MAX_INPUT_SIZE,
+    )
     resize_method: ResizeMethod = _key("bilinear", "interpolation of that resize")
     head: HeadConfig = _key(HeadConfig, "the classifier head")
     cnn: CNNConfig = _key(CNNConfig, "the from-scratch cnn backbone")
@@ -208,10 +213,14 @@ class _Schedule(_Section):
     warmup_epochs: Float = _key(
         0.0, "linear warmup from 0 (constant and cosine)", ge=0.0, lt=MAX_EPOCHS
     )
-    min_learning_rate: Float = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
-    plateau_factor: Float = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
+    min_learning_rate: Float32 = _key(0.0, "where cosine ends; plateau's floor", ge=0.0, lt=MAX_LR)
+    plateau_factor: Float32 = _key(0.5, "plateau: learning-rate multiplier", gt=0.0, lt=1.0)
     plateau_patience: Int = _key(
         2, "plateau: epochs without improvement before a cut", ge=1, le=MAX_EPOCHS
+    )
+    # timm's --model-ema: validation, the best checkpoint and the stage's result use the average.
+    ema: Float32 = _key(
+        0.0, "moving average of the weights, decay per step (e.g. 0.999); 0 = off", ge=0.0, lt=1.0
     )
 
     @checks(mode="after")
@@ -240,10 +249,10 @@ class TrainConfig(_Schedule):
 
     epochs: Int = _key(10, "stage-1 epochs", ge=1, le=MAX_EPOCHS)
     batch_size: Int = _key(64, "examples per optimizer step (both stages)", ge=1, le=MAX_BATCH)
-    learning_rate: Float = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-3, "stage-1 peak learning rate", gt=0.0, le=MAX_LR)
     optimizer: Literal["adam", "adamw", "sgd"] = _key("adam", "optimizer (both stages)")
-    weight_decay: Float = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
-    label_smoothing: Float = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
+    weight_decay: Float32 = _key(0.0, "decoupled (AdamW/SGD) weight decay", ge=0.0, le=MAX_PENALTY)
+    label_smoothing: Float32 = _key(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
@@ -253,6 +262,12 @@ class TrainConfig(_Schedule):
     feature_cache: Literal["auto", "off"] = _key(
         "auto", "train the head on cached frozen-backbone features when it can"
     )
+    # Knowledge distillation (training/distill.py): the teacher's probabilities, once per image.
+    teacher: PathText | None = _key(None, "a saved .keras model the student also learns from")
+    distill_alpha: Float32 = _key(
+        0.5, "share of the loss from the teacher's soft targets", ge=0.0, le=1.0
+    )
+    distill_temperature: Float32 = _key(4.0, "temperature that softens both", gt=0.0, le=100.0)
 
     @field_validator("feature_cache", mode="before")
     @classmethod
@@ -268,7 +283,7 @@ class FinetuneConfig(_Schedule):
     unfreeze_from: LayerPrefix | None = _key(
         None, "layer-name prefix to unfreeze from; null = the backbone's default"
     )
-    learning_rate: Float = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
+    learning_rate: Float32 = _key(1e-5, "stage-2 peak learning rate", gt=0.0, le=MAX_LR)
     patience: Int | None = _key(
         3, "early-stopping patience in epochs; null = no early stop", ge=1, le=MAX_EPOCHS
     )
@@ -280,79 +295,15 @@ class FinetuneConfig(_Schedule):
     activation_dtype: Literal["auto", "float16", "float32"] = _key(
         "auto", "how cached stage-2 activations are stored: auto, float16 or float32"
     )
+    # timm's --layer-decay: a block n blocks below the head learns at rate x layer_decay**n.
+    layer_decay: Float32 = _key(
+        1.0,
+        "learning-rate factor per block below the head (e.g. 0.8); 1 = one rate",
+        gt=0.0,
+        le=1.0,
+    )
 
     @field_validator("activation_cache", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML 1.1's bare `off`, as for feature_cache
-
-
-class OutputConfig(_Section):
-    """Where a run's results go."""
-
-    dir: PathText = _key("saved_models", "run folders go to <dir>/<name>-<time>/")
-    log_dir: PathText = _key("logs/fit", "TensorBoard logs go to <log_dir>/<run_id>/")
-    name: Name | None = _key(None, "run name (not a path); null = the config file's stem")
-    update_best: Bool = _key(True, "offer this run's model to <dir>/best.keras")
-    cache_dir: PathText = _key(
-        ".cache/features", "frozen-backbone features, keyed by what they depend on"
-    )
-
-
-class RuntimeConfig(_Section):
-    """How a run uses the machine: speed, not results (except deterministic)."""
-
-    mixed_precision: Bool = _key(False, "float16 compute on GPU (output layer stays float32)")
-    jit_compile: Bool = _key(False, "XLA-compile the train step")
-    steps_per_execution: Int = _key(1, "batches per Keras call", ge=1, le=MAX_STEPS_PER_EXECUTION)
-    distribute: Literal["none", "mirrored", "multi_worker"] = _key("none", "tf.distribute strategy")
-    deterministic: Bool = _key(False, "TF deterministic ops (GPU reproducibility, slower)")
-    # Stage 2 streams instead when its activation cache would take more memory than this.
-    cache_memory_gb: Float = _key(
-        6.0, "memory a stage-2 activation cache may take (GiB)", gt=0.0, le=MAX_CACHE_GB
-    )
-    # auto: XNNPACK on a CPU for a pass of 4,096 images or more, checked against Keras before use
-    # (models/frozen.py); a GPU or runtime.distribute always runs Keras's pass.
-    frozen_pass: Literal["auto", "keras", "xnnpack"] = _key(
-        "auto", "frozen forward passes (features, activations, tests): auto, keras or xnnpack"
-    )
-    # debug = auto plus every TensorFlow/Keras start-up line and warning (`fmnist --verbose`).
-    verbose: Literal["auto", "bar", "epoch", "silent", "debug"] = _key(
-        "auto", "Keras progress: auto (a bar on a terminal), bar, epoch, silent or debug"
-    )
-
-
-class TuneConfig(_Section):
-    """`fmnist tune`: random search; each trial trains stage 1 and is scored on validation."""
-
-    trials: Int = _key(20, "default for --trials", ge=1, le=MAX_TRIALS)
-    objective: Literal["val_accuracy", "val_loss"] = _key(
-        "val_accuracy", "maximised (accuracy) or minimised (loss)"
-    )
-    epochs: Int | None = _key(
-        None, "stage-1 epochs per trial; null = train.epochs", ge=1, le=MAX_EPOCHS
-    )
-    # Floats for a float key, integers for an integer key; checked when loaded (space.py).
-    space: dict[str, Any] = _key(
-        dict, "dotted key -> a list of choices or a range {min, max, step?, log?}"
-    )
-
-    @field_validator("space", mode="before")
-    @classmethod
-    def _null_space(cls, value: Any) -> Any:
-        return {} if value is None else value  # `space:` with nothing under it
-
-
-class SweepConfig(_Section):
-    """`fmnist sweep`: every combination of the grid's values is a cell, run once per seed."""
-
-    # Checked like tune.space keys when the sweep starts (fmnist_tl.study.grid).
-    grid: dict[str, list[Any]] = _key(
-        dict, "dotted key -> the values to try, e.g. {model.resize_method: [nearest, bilinear]}"
-    )
-    seeds: Int = _key(1, "runs per cell, with seeds seed, seed+1, ...", ge=1, le=MAX_RUNS_PER_CELL)
-
-    @field_validator("grid", mode="before")
-    @classmethod
-    def _null_grid(cls, value: Any) -> Any:
-        return {} if value is None else value  # `grid:` with nothing under it

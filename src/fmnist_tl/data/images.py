@@ -9,14 +9,17 @@ square canvas -> 8-bit grayscale -> negate, so garments are light on a black bac
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from fmnist_tl import atomic
-from fmnist_tl.errors import MissingFileError, first_line, os_failure
+from fmnist_tl import atomic, tfenv
+from fmnist_tl.errors import MissingFileError, NotRegularFile, first_line, os_failure, short_path
+from fmnist_tl.paths import open_regular
 
 SIZE = 28
 # Border pixels within this many grey levels of the background count as background when
@@ -71,20 +74,42 @@ def save_png(image_28x28: np.ndarray, path: str | os.PathLike[str]) -> None:
 
 
 def _open_gray(path: Path) -> Image.Image:
-    """Open any Pillow-readable image as "L"; failures become one-line MissingFileErrors."""
+    """Open any Pillow-readable image as "L"; failures become one-line MissingFileErrors.
+
+    Only a regular file is opened (paths.open_regular: a FIFO would block). Pillow's
+    decompression-bomb limit (Image.MAX_IMAGE_PIXELS, 89 megapixels) is an error at its
+    warning, not only at twice it; its other warnings (a corrupt EXIF block, which only costs
+    the rotation) are kept from the caller's stderr unless verbose.
+    """
     try:
-        with Image.open(path) as img:
-            if img.format == "JPEG" and min(img.size) > 4 * 256:
-                img.draft("RGB", (256, 256))  # decode big photos at a reduced scale: much faster
-            img.load()
-            img = ImageOps.exif_transpose(img)  # phone photos: honour the camera's rotation
-            return _flatten(img).convert("L")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open_regular(path, "rb") as f, Image.open(f) as img:
+                if img.format == "JPEG" and min(img.size) > 4 * 256:
+                    img.draft("RGB", (256, 256))  # decode big photos at a reduced scale: faster
+                img.load()
+                img = ImageOps.exif_transpose(img)  # phone photos: honour the camera's rotation
+                gray = _flatten(path, img).convert("L")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(size[1]):,} pixels" if size else "more pixels"
+        raise MissingFileError(
+            f"{short_path(path)}: {pixels}, above Pillow's decompression-bomb limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,}; shrink the image (28x28 is what the model sees)"
+        ) from None
+    except (OSError, ValueError) as exc:
         if _os_level(exc):  # a name too long, a file where a folder should be: the OS's words
             raise os_failure(exc, path) from None
         raise MissingFileError(
-            f"{path}: not a readable image (PNG or JPEG expected): {_reason(exc)}"
+            f"{short_path(path)}: not a readable image (PNG or JPEG expected): {_reason(exc)}"
         ) from exc
+    if tfenv.verbose():
+        for warning in said:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return gray
 
 
 def _os_level(exc: Exception) -> bool:
@@ -94,6 +119,8 @@ def _os_level(exc: Exception) -> bool:
 
 def _reason(exc: Exception) -> str:
     """A short reason without repeating the path (Pillow and OSError messages include it)."""
+    if isinstance(exc, NotRegularFile):  # swapped in after the check
+        return exc.strerror
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, IsADirectoryError):
@@ -105,8 +132,11 @@ def _reason(exc: Exception) -> str:
     return first_line(exc)
 
 
-def _flatten(img: Image.Image) -> Image.Image:
-    """Composite transparency onto white, the backdrop of the product photos FMNIST came from."""
+def _flatten(path: Path, img: Image.Image) -> Image.Image:
+    """Composite transparency onto white, the backdrop of the product photos FMNIST came from.
+
+    A float image with NaN or infinite pixels is refused: scaled to 8 bits, they would become
+    arbitrary grays that the model then classifies with confidence."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -116,6 +146,12 @@ def _flatten(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit / float grays: scale to 8 bits instead of letting convert("L") clip.
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise MissingFileError(
+                f"{short_path(path)}: {bad} of {arr.size} pixels are NaN or infinite; "
+                "give an image whose pixels are all numbers"
+            )
         span = float(arr.max() - arr.min()) or 1.0
         return Image.fromarray(np.uint8(np.rint(255 * (arr - arr.min()) / span)))
     return img

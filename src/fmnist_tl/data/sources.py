@@ -6,14 +6,9 @@ the model, so 224x224 experiments never hold a resized copy of the dataset.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import logging
 import os
-import struct
-import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..classes import CLASS_NAMES
-from ..errors import ConfigError, DataError, first_line
-from ..paths import check_data_dir, expand_path
+from ..errors import ConfigError, DataError, first_line, short_path
+from ..libdirs import user_keras_home
+from ..paths import check_data_dir, expand_path, file_problem
+from .csvfile import read_csv
+from .idx import check_labels, idx_header, read_idx
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +34,6 @@ UPSTREAM_SHA256: dict[str, str] = {
 UPSTREAM_COUNT = {"train": 60000, "t10k": 10000}
 IDX_NAMES = tuple(UPSTREAM_SHA256)  # train images, train labels, test images, test labels
 CSV_NAMES = ("fashion-mnist_train.csv", "fashion-mnist_test.csv")
-_IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
-_PIXELS = 28 * 28
 _HOW_TO_FIX = (
     "Install it with `apt-get install dataset-fashion-mnist`, or set data.dir to a folder with "
     f"the IDX files ({', '.join(IDX_NAMES)}, plain or .gz) or the CSV files "
@@ -57,9 +53,8 @@ class FashionMNIST:
 
 def _default_dirs() -> list[tuple[str, Path]]:
     """Places searched when data.dir is unset, in order (tests point these at tmp folders)."""
-    keras_home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
     return [
-        ("Keras cache", keras_home / "datasets" / "fashion-mnist"),
+        ("Keras cache", user_keras_home() / "datasets" / "fashion-mnist"),
         ("Debian package dataset-fashion-mnist", DEBIAN_DIR),
     ]
 
@@ -111,18 +106,21 @@ def load_fashion_mnist(
 
 
 def _load_dir(d: Path, label: str) -> tuple[FashionMNIST | None, str]:
-    """Read the IDX layout (preferred) or the CSV layout; (None, what is missing) if neither."""
+    """Read the IDX layout (preferred) or the CSV layout; (None, what is missing) if neither.
+
+    A name that exists but is no regular file (a FIFO, a folder) is an error naming it, never
+    skipped as missing nor opened."""
     idx = {}
     for name in IDX_NAMES:
-        found = [p for p in (d / name, d / f"{name}.gz") if p.is_file()]
+        found = [p for p in (d / name, d / f"{name}.gz") if _present(p)]
         if found:
             idx[name] = found[0]  # plain wins: no need to decompress
     if len(idx) == len(IDX_NAMES):
         arrays, checks = [], {}
         for name, path in idx.items():
-            raw = _read_bytes(path)
-            arrays.append(_parse_idx(path, raw, images="images" in name))
-            checks[name] = _check_sha(path, name, raw, len(arrays[-1]))
+            array, raw = read_idx(path, images="images" in name, limit=_count(name))
+            arrays.append(array)
+            checks[name] = _check_sha(path, name, raw, len(array))
         x_tr, y_tr, x_te, y_te = arrays
         _same_count(idx[IDX_NAMES[1]], y_tr, idx[IDX_NAMES[0]], x_tr)
         _same_count(idx[IDX_NAMES[3]], y_te, idx[IDX_NAMES[2]], x_te)
@@ -130,8 +128,8 @@ def _load_dir(d: Path, label: str) -> tuple[FashionMNIST | None, str]:
         kind = {0: "IDX files", 4: "IDX files (gzipped)"}.get(n_gz, "IDX files (some gzipped)")
         return FashionMNIST(x_tr, y_tr, x_te, y_te, f"{label}: {kind} in {d}", checks), ""
     csvs = [d / n for n in CSV_NAMES]
-    if all(p.is_file() for p in csvs):
-        (x_tr, y_tr), (x_te, y_te) = (_read_csv(p) for p in csvs)
+    if all(_present(p) for p in csvs):
+        (x_tr, y_tr), (x_te, y_te) = (read_csv(p, _count(p.name)) for p in csvs)
         checks = {p.name: "not available (CSV)" for p in csvs}
         return FashionMNIST(x_tr, y_tr, x_te, y_te, f"{label}: CSV files in {d}", checks), ""
     if not idx and not any(p.is_file() for p in csvs):
@@ -140,60 +138,20 @@ def _load_dir(d: Path, label: str) -> tuple[FashionMNIST | None, str]:
     return None, f"missing {', '.join(missing)}"
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz" and raw:
-            raw = gzip.decompress(raw)
-    except EOFError:
-        raise DataError(f"{path}: gzip data is truncated (download or copy incomplete)") from None
-    except (gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{path}: not a valid gzip file ({e})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not raw:
-        raise DataError(f"{path}: file is empty")
-    return raw
+def _present(path: Path) -> bool:
+    """Whether a data file is there: False when nothing is; DataError when something that
+    cannot be read as a file is (a FIFO, a folder, no permission)."""
+    if not os.path.lexists(path):
+        return False
+    problem = file_problem(path, "data file")
+    if problem is not None:
+        raise DataError(f"{short_path(path)}: {problem}; give the data file itself")
+    return True
 
 
-def _parse_idx(path: Path, raw: bytes, *, images: bool) -> np.ndarray:
-    """Check an IDX header against the bytes and return uint8 images or int64 labels."""
-    magic, header = (_IMAGES_MAGIC, 16) if images else (_LABELS_MAGIC, 8)
-    what = "image" if images else "label"
-    if len(raw) < header:
-        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX {what} header")
-    found = struct.unpack(">I", raw[:4])[0]
-    if found != magic:
-        raise DataError(
-            f"{path}: bad magic number 0x{found:08X}, expected 0x{magic:08X} (IDX {what} file)"
-        )
-    n = struct.unpack(">I", raw[4:8])[0]
-    if n == 0:
-        raise DataError(
-            f"{path}: the header says 0 {what}s: the file holds no data; use complete files"
-        )
-    if images:
-        rows, cols = struct.unpack(">II", raw[8:16])
-        if (rows, cols) != (28, 28):
-            raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28")
-    expected = header + n * (_PIXELS if images else 1)
-    if len(raw) != expected:
-        problem = "truncated" if len(raw) < expected else "too long"
-        raise DataError(
-            f"{path}: {problem}: header says {n} {what}s = {expected} bytes, "
-            f"file has {len(raw)} bytes"
-        )
-    data = np.frombuffer(raw, np.uint8, offset=header)
-    if images:
-        return data.reshape(n, 28, 28, 1).copy()
-    _check_labels(path, data)
-    return data.astype(np.int64)
-
-
-def _check_labels(path: Path | str, labels: np.ndarray) -> None:
-    bad = np.flatnonzero(labels > 9)
-    if bad.size:
-        raise DataError(f"{path}: label {labels[bad[0]]} at index {bad[0]} is outside 0..9")
+def _count(name: str) -> int:
+    """The most images a file of this name may hold: Fashion-MNIST's own count."""
+    return UPSTREAM_COUNT["train" if name.startswith(("train", "fashion-mnist_train")) else "t10k"]
 
 
 def _check_sha(path: Path | str, name: str, raw: bytes, count: int) -> str:
@@ -215,71 +173,6 @@ def _same_count(labels_path: Path, y: np.ndarray, images_path: Path, x: np.ndarr
         raise DataError(f"{labels_path}: {len(y)} labels but {images_path} has {len(x)} images")
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Kaggle layout: label then 784 pixels per row, optional header; numpy's C parser is fast."""
-    try:
-        with path.open(encoding="utf-8-sig") as f:
-            first = next((line for line in f if line.strip()), "")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read as a text CSV file ({e})") from None
-    if not first:
-        raise DataError(f"{path}: file is empty")
-    header = not _is_int(first.split(",")[0])
-    try:
-        kw: dict[str, Any] = {"delimiter": ",", "ndmin": 2, "encoding": "utf-8-sig"}
-        with warnings.catch_warnings():  # "input contained no data": reported below instead
-            warnings.simplefilter("ignore", UserWarning)
-            table = np.loadtxt(path, dtype=np.uint8, skiprows=int(header), **kw)
-    except ValueError as e:  # numpy's message is terse; find the exact cell ourselves
-        raise _csv_problem(path, header) or DataError(f"{path}: {e}") from None
-    if table.shape[0] == 0:
-        raise DataError(f"{path}: no data rows")
-    if table.shape[1] != 1 + _PIXELS:
-        raise _csv_problem(path, header) or DataError(f"{path}: {table.shape[1]} columns")
-    if (table[:, 0] > 9).any():
-        raise _csv_problem(path, header) or DataError(f"{path}: label outside 0..9")
-    return table[:, 1:].reshape(-1, 28, 28, 1).copy(), table[:, 0].astype(np.int64)
-
-
-def _csv_problem(path: Path, header: bool) -> DataError | None:
-    """Slow, exact scan (only after the fast parse failed) for the first bad line and cell."""
-    try:
-        return _scan_csv(path, header)
-    except UnicodeDecodeError as e:
-        return DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})")
-
-
-def _scan_csv(path: Path, header: bool) -> DataError | None:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        rows = csv.reader(f)
-        for row in rows:
-            line = rows.line_num
-            if (header and line == 1) or not any(c.strip() for c in row):
-                continue
-            if len(row) != 1 + _PIXELS:
-                return DataError(
-                    f"{path}: line {line} has {len(row)} columns, expected {1 + _PIXELS} "
-                    "(a label then 784 pixels)"
-                )
-            for col, cell in enumerate(row, start=1):
-                if not _is_int(cell):
-                    return DataError(f"{path}: line {line}, column {col}: {cell!r} is not a number")
-                value, (top, what) = int(cell), ((9, "label") if col == 1 else (255, "pixel"))
-                if not 0 <= value <= top:
-                    return DataError(
-                        f"{path}: line {line}, column {col}: {what} {value} is outside 0..{top}"
-                    )
-    return None
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text.strip())
-    except ValueError:
-        return False
-    return True
-
-
 def _keras_download() -> FashionMNIST:
     """Keras checks the .gz hashes; we still hash the IDX bytes so `checksums` means the same."""
     import keras
@@ -288,16 +181,13 @@ def _keras_download() -> FashionMNIST:
     arrays, checks = [], {}
     for name, a in zip(IDX_NAMES, (x_tr, y_tr, x_te, y_te), strict=True):
         a = np.asarray(a, np.uint8)
-        if a.ndim == 3:
-            head = struct.pack(">IIII", _IMAGES_MAGIC, len(a), 28, 28)
-        else:
-            head = struct.pack(">II", _LABELS_MAGIC, len(a))
+        head = idx_header(a.ndim == 3, len(a))
         where = f"Keras download {name}"
         checks[name] = _check_sha(where, name, head + a.tobytes(), len(a))
         if a.ndim == 3:
             arrays.append(a.reshape(-1, 28, 28, 1))
         else:
-            _check_labels(where, a)
+            check_labels(where, a)
             arrays.append(a.astype(np.int64))
     return FashionMNIST(
         *arrays, source="Keras download (keras.datasets.fashion_mnist)", checksums=checks

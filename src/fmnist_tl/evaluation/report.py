@@ -1,10 +1,12 @@
-"""Test-set evaluation of a saved model: the scores (scores.py), written as evaluation.json with
-its pictures (reporting.plots), never over the report of another test setup."""
+"""Test-set evaluation of a saved model, or of several as an ensemble (ensemble.py): the scores
+(scores.py), written as evaluation.json with its pictures (reporting.plots), never over the
+report of another test setup."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,72 +14,18 @@ import keras
 import numpy as np
 
 from .. import atomic, progress
-from ..classes import CLASS_NAMES
 from ..data.sources import limit, load_fashion_mnist
-from ..errors import ConfigError, MissingFileError, first_line
 from ..layout import CONFIG, EVALUATION
-from ..models.frozen import FrozenPass, PassSetup
-from ..paths import check_model_file, check_report_outputs, report_paths
+from ..models.frozen import FrozenPass
+from ..paths import check_report_outputs, read_text, report_paths
 from ..reporting.plots import plot_confusion_matrix, plot_misclassified, run_title
+from . import ensemble
+from .loading import load_classifier, saved_frozen_setup, saved_test_flip
 from .scores import evaluate_arrays
-
-EXPECTED_INPUT = (None, 28, 28, 1)
-
-
-def load_classifier(path: str | Path) -> keras.Model:
-    """Load a .keras file and check it is a Fashion-MNIST classifier (28x28x1 -> 10)."""
-    path = check_model_file(path)  # missing, a folder, not a zip, a zip of no model
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged archive
-        raise MissingFileError(
-            f"{path}: cannot load the model ({first_line(exc)}): the file is damaged or not a "
-            "model saved by Keras 3; train again or pass another .keras file"
-        ) from None
-    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
-    if shape != EXPECTED_INPUT or tuple(model.output_shape) != (None, len(CLASS_NAMES)):
-        raise ConfigError(
-            f"{path}: model maps {model.input_shape} -> {model.output_shape}, but a "
-            "Fashion-MNIST classifier maps (None, 28, 28, 1) -> (None, 10)"
-        )
-    return model
-
-
-def saved_test_flip(model_path: str | Path) -> bool:
-    """`augment.test_flip` of the config saved with a model; False when it has none.
-
-    Evaluating needs no config, so one that cannot be read costs a note, not the evaluation.
-    """
-    from ..config import config_beside, load_config
-
-    found = config_beside(Path(model_path))
-    if found is None:
-        return False
-    try:
-        return load_config(found).augment.test_flip
-    except ConfigError as exc:
-        progress.say(
-            f"note: no test-time flip: {first_line(exc)}; "
-            "pass --test-flip or --no-test-flip to choose"
-        )
-        return False
-
-
-def saved_frozen_setup(model_path: str | Path) -> PassSetup:
-    """How `evaluate` and `predict` run the model's pass: runtime.frozen_pass of the config
-    saved with it, converted models kept in its output.cache_dir (the defaults without one)."""
-    from ..config import Config, config_beside, load_config
-
-    found = config_beside(Path(model_path))
-    try:
-        config = load_config(found) if found is not None else Config()
-    except ConfigError:  # saved_test_flip has said so; the pass is not worth a second line
-        config = Config()
-    return PassSetup(config.runtime.frozen_pass, Path(config.output.cache_dir))
 
 
 def write_evaluation(
-    model: keras.Model,
+    model: keras.Model | None,
     x: np.ndarray,
     y: np.ndarray,
     out_json: Path,
@@ -110,31 +58,35 @@ def write_evaluation(
 
 
 def evaluate(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     *,
     data_dir: str | None = None,
     test_limit: int | None = None,
     output: str | Path | None = None,
     test_flip: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a saved model on the Fashion-MNIST test set; write JSON and pictures.
+    """Evaluate a saved model, or several as an ensemble, on the Fashion-MNIST test set; write
+    JSON and pictures.
 
-    `test_flip` None: as the config saved with the model says (augment.test_flip). The report
-    goes to `output`, else beside the model (`report_path`): a run's evaluation.json is only
-    rewritten for the test setup the run itself used.
+    `test_flip` None: as the config saved with each model says (augment.test_flip). The report
+    goes to `output`, else beside the (first) model (`report_path`; an ensemble's is named by
+    its members): a run's evaluation.json is only rewritten for the test setup it used.
     """
-    model_path = Path(model_path)
-    model = load_classifier(model_path)
+    paths = (
+        [Path(model_path)] if isinstance(model_path, str | Path) else [Path(p) for p in model_path]
+    )
+    if len(paths) > 1:
+        return _evaluate_ensemble(paths, data_dir, test_limit, output, test_flip)
+    (path,) = paths
+    model = load_classifier(path)
     if test_flip is None:
-        test_flip = saved_test_flip(model_path)
-    with progress.task("loading data", None):
-        ds = load_fashion_mnist(data_dir)
-    x, y = limit(ds.x_test, ds.y_test, test_limit)
-    setup = {"n": int(len(y)), "test_flip": bool(test_flip), "data_source": ds.source}
-    out = Path(output) if output else report_path(model_path, setup)
-    extra = {"model": str(model_path), "data_source": ds.source}
-    n_images = len(x) * (2 if test_flip else 1)
-    frozen = FrozenPass(model, saved_frozen_setup(model_path), n_images, what="the model's pass")
+        test_flip = saved_test_flip(path)
+    x, y, source = _test_set(data_dir, test_limit)
+    setup = {"n": int(len(y)), "test_flip": bool(test_flip), "data_source": source}
+    out = Path(output) if output else report_path(path, setup)
+    extra = {"model": str(path), "data_source": source}
+    n_images = len(x) * (2 if test_flip else 1)  # auto: XNNPACK only for many images
+    frozen = FrozenPass(model, saved_frozen_setup(path), n_images, what="the model's pass")
     return write_evaluation(
         model,
         x,
@@ -142,9 +94,35 @@ def evaluate(
         out,
         test_flip=test_flip,
         extra=extra,
-        run_id=model_run_id(model_path),
+        run_id=model_run_id(path),
         frozen=frozen,
     )
+
+
+def _evaluate_ensemble(
+    paths: list[Path],
+    data_dir: str | None,
+    test_limit: int | None,
+    output: str | Path | None,
+    test_flip: bool | None,
+) -> dict[str, Any]:
+    """The ensemble's scores (the mean of its members' probabilities), each member's beside."""
+    members = ensemble.load_members(paths, test_flip)
+    x, y, source = _test_set(data_dir, test_limit)
+    probs = ensemble.member_probabilities(members, x)
+    extra = {**ensemble.describe(members), "data_source": source}
+    extra["members"] = ensemble.member_scores(members, probs, y)
+    out = Path(output) if output else paths[0].parent / ensemble.report_name(paths)
+    views = [ensemble.ensemble_probabilities(probs)]
+    run_id = f"ensemble of {len(members)}"
+    return write_evaluation(None, x, y, out, extra=extra, run_id=run_id, views=views)
+
+
+def _test_set(data_dir: str | None, test_limit: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    with progress.task("loading data", None):
+        ds = load_fashion_mnist(data_dir)
+    x, y = limit(ds.x_test, ds.y_test, test_limit)
+    return x, y, ds.source
 
 
 def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
@@ -154,7 +132,7 @@ def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
     """
     own = model_path.parent / EVALUATION
     try:
-        held = json.loads(own.read_text())
+        held = json.loads(read_text(own))
     except (OSError, ValueError):
         return own  # nothing to keep (or nothing readable): the report goes here
     if not isinstance(held, dict):
@@ -178,7 +156,7 @@ def model_run_id(model_path: Path) -> str:
     if (model_path.parent / CONFIG).is_file():
         return model_path.parent.name
     try:
-        record = json.loads(model_path.with_suffix(".json").read_text())
+        record = json.loads(read_text(model_path.with_suffix(".json")))
     except (OSError, ValueError):
         return model_path.name
     run = record.get("run_id") if isinstance(record, dict) else None

@@ -50,7 +50,7 @@ def predict_proba(
 
 
 def evaluate_arrays(
-    model: keras.Model,
+    model: keras.Model | None,
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -68,6 +68,7 @@ def evaluate_arrays(
     """
     made_by = {}
     if views is None:
+        assert model is not None, "evaluate_arrays needs a model or the views"
         views, name = _views(model, x, test_flip, "testing", frozen)
         made_by["frozen_pass"] = name
     if len(views) != 1 + test_flip:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..config import Config
 from ..config.fields import MAX_SEED, consecutive_seeds
-from ..config.sections import MAX_RUNS_PER_CELL
+from ..config.run_sections import MAX_RUNS_PER_CELL
 from ..errors import ConfigError
 
 MIN_RUNS = 2  # with one run the spread is unknown; mean_std would report a misleading 0.0

@@ -18,7 +18,8 @@ from typing import Any
 
 from .. import progress
 from ..config.backbones import BACKBONES, BackboneSpec
-from ..errors import MissingFileError, first_line
+from ..errors import MissingFileError, first_line, short_path
+from ..paths import file_problem
 from .scratch import SCRATCH
 
 
@@ -84,10 +85,9 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
         return build_backbone(spec, size, None, model_cfg), "none (random init)", False
     if weights != "imagenet":
         path = Path(weights)
-        if not path.is_file():
-            what = "is a folder, not a file" if path.is_dir() else "not found"
+        if (problem := file_problem(path, "weights file")) is not None:  # a FIFO never opened
             raise MissingFileError(
-                f"model.weights: weights file {weights!r} {what}; give an existing "
+                f"model.weights: {short_path(path)}: {problem}; give an existing "
                 "weights file (.weights.h5 or .h5), 'imagenet' or 'none'"
             )
         backbone = build_backbone(spec, size, None, model_cfg)
@@ -111,10 +111,13 @@ def make_backbone(model_cfg: Any) -> tuple[Any, str, bool]:
                 "from scratch) or to a local weights file, or set "
                 "model.allow_random_weights=true to continue from random weights"
             ) from None
+    # The size random weights train at: the config says what was built from here on (the
+    # caches, config.yaml and metrics.json record it).
+    model_cfg.input_size = size = model_cfg.fallback_input_size or size
     progress.say(
         f"WARNING: ImageNet weights for {spec.name} are unavailable ({file} not in "
-        f"{keras_models_dir()}); continuing from RANDOM weights as model.allow_random_weights "
-        "asks. Accuracy will NOT reflect transfer learning."
+        f"{keras_models_dir()}); continuing from RANDOM weights at {size} px as "
+        "model.allow_random_weights asks. Accuracy will NOT reflect transfer learning."
     )
     return (
         build_backbone(spec, size, None, model_cfg),

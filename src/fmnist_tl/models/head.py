@@ -15,6 +15,7 @@ from ..classes import NUM_CLASSES
 from ..config import Config
 
 POOL = "head_pool"  # the first head layer: everything after the backbone starts here
+PREFIXES = ("head_", "predictions")  # every head layer's name starts with one of these
 
 
 def head_layers(config: Config) -> list[layers.Layer]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import atomic
 from ..errors import MissingFileError, short_path
+from ..paths import read_text
 from .rows import RunRow
 
 PathLike = str | os.PathLike[str]
@@ -65,7 +66,7 @@ def read_rows(path: PathLike) -> tuple[list[RunRow], list[str], list[float | Non
     path = Path(path)
     name = short_path(path)
     try:  # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         what = "no such file" if isinstance(exc, FileNotFoundError) else exc
         raise MissingFileError(

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import MissingFileError
 from ..layout import CONFIG, METRICS, REPEAT_JSON
+from ..paths import read_text
 from ..records import RunMetrics
 from .rows import RunRow
 from .tables import mean_std
@@ -84,7 +85,7 @@ def _match(patterns: list[str], root: Path) -> list[Path]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except (OSError, ValueError) as exc:
         raise MissingFileError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(data, dict):
@@ -175,7 +176,7 @@ def config_of(members: list[Path]) -> dict[str, Any]:
     import yaml
 
     try:
-        text = (members[0] / CONFIG).read_text(encoding="utf-8")
+        text = read_text(members[0] / CONFIG)
         raw = yaml.safe_load(text) or {}
     except (OSError, yaml.YAMLError):
         raw = {}

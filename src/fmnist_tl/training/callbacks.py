@@ -132,6 +132,48 @@ class DivergenceGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EmaWeights(keras.callbacks.Callback):
+    """timm's model EMA on Keras's own (the optimizer's use_ema keeps, step by step, a moving
+    average of every trainable weight): validation, the best checkpoint, early stopping, the
+    epoch commit and the stage's result all see the average, while training steps on the raw
+    weights.
+
+    Between epochs, and in every committed file, the model holds the average and the
+    optimizer's average slots the raw weights; each epoch swaps them back to train, and swaps
+    again for validation (or at the epoch's end without a validation split). A fresh stage's
+    optimizer is not built yet: nothing to swap until its first step. The optimizer is
+    optim._tuned, whose finalize leaves the swapped weights alone.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.averaged = False
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # Resumed mid-stage, the committed model (and optimizer) hold the swapped pair.
+        self.averaged = bool(self.model.optimizer.built)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.averaged:
+            self._swap()
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.averaged:
+            self._swap()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.averaged:
+            self._swap()
+
+    def _swap(self) -> None:
+        averages = self.model.optimizer._model_variables_moving_average  # Keras's EMA slots
+        for weight, average in zip(self.model.trainable_variables, averages, strict=True):
+            held = keras.ops.copy(weight.value)
+            weight.assign(average.value)
+            average.assign(held)
+        self.averaged = not self.averaged
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping that can pick up where an interrupted run left off.
 

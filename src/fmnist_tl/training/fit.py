@@ -25,6 +25,7 @@ from ..records import StageSummary
 from . import runtime
 from .callbacks import (
     DivergenceGuard,
+    EmaWeights,
     HistoryWriter,
     ResumableEarlyStopping,
     ResumablePlateau,
@@ -96,7 +97,7 @@ def dataset(
     ds = pipeline.make_dataset(
         x, y, batch_size=batch, shuffle=shuffle, seed=config.seed, views=views
     )
-    if config.train.label_smoothing > 0:  # CategoricalCrossentropy wants one-hot labels
+    if config.train.label_smoothing > 0 and y.ndim == 1:  # one-hot for CategoricalCrossentropy
         import tensorflow as tf
 
         ds = ds.map(lambda a, b: (a, tf.one_hot(tf.cast(b, tf.int32), NUM_CLASSES)))
@@ -180,7 +181,9 @@ def _callbacks(
     plateau = plateau_callback(config, stage, monitor, resume_from=resume.plateau)
     before = hooks.before() if hooks is not None else [history]
     after = hooks.after(early, plateau) if hooks is not None else []
-    return [*before, *(c for c in (early, plateau) if c is not None), guard, *after]
+    # First: every callback after it sees the averaged weights at an epoch's end.
+    ema = [EmaWeights()] if config.schedule(stage).ema else []
+    return [*ema, *before, *(c for c in (early, plateau) if c is not None), guard, *after]
 
 
 def _divergence(guard: DivergenceGuard, model: keras.Model) -> Divergence | None:

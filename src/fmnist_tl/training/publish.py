@@ -26,6 +26,7 @@ import numpy as np
 from .. import atomic
 from ..errors import MissingFileError
 from ..layout import PUBLISH_LOCK, PUBLISHED, RunPaths
+from ..paths import read_text
 from .splits import Splits
 
 LOCK = PUBLISH_LOCK  # the one lock file in output.dir
@@ -83,7 +84,7 @@ def publish(run: RunPaths, accuracy: float, setup: dict[str, Any]) -> str:
 def read_record(path: Path) -> dict[str, Any] | None:
     """best.json / latest.json, or None where it is missing or damaged (then replaced)."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_text(path))
     except (OSError, ValueError):
         return None
     ok = isinstance(raw, dict) and isinstance(raw.get("test_accuracy"), int | float)

@@ -88,24 +88,28 @@ def finish(s: Session) -> RunResult:
 
 
 def _timings(s: Session, test_s: float, reports_s: float) -> dict[str, float]:
-    """Where this sitting's wall time went, for the speed read-out (metrics.json)."""
+    """Where the run's wall time went, for the speed read-out (metrics.json); startup_s,
+    process_s, cpu_s and sitting_cpu_s are this sitting's."""
     stages = {x.name: x for x in s.state.summaries}
     features = sum(x.feature_seconds or 0.0 for x in stages.values())
     process = process_seconds()
     fitted = sum(x.wall_time_s for x in stages.values())
     accounted = fitted + s.test_features_s + test_s + reports_s
     parts = {
-        "startup_s": process - (time.perf_counter() - s.started) if process else None,
+        "startup_s": process - (time.perf_counter() - s.started.wall) if process else None,
         "features_s": features,  # the pool's: training and validation images
         "test_features_s": s.test_features_s,  # the test images', when tested on features
         "head_s": stages[HEAD].wall_time_s - features if HEAD in stages else 0.0,
         "finetune_s": stages[FINETUNE].wall_time_s if FINETUNE in stages else 0.0,
         "test_s": test_s,
         "reports_s": reports_s,
-        # data loading, model building, the run folder: what the others leave
-        "prepare_s": time.perf_counter() - s.started - accounted,
+        # data loading, model building, the run folder: what the others leave, over every
+        # sitting (the stages' fit times are, so a resumed run's share is never negative)
+        "prepare_s": s.elapsed() - accounted,
         "process_s": process,
-        "cpu_s": cpu_seconds(),
+        "cpu_s": cpu_seconds(),  # the process's, up to here (process_s is its wall age)
+        "run_cpu_s": s.cpu_used(),  # the run's, over every sitting (as wall_time_s)
+        "sitting_cpu_s": cpu_seconds() - s.started.cpu,  # this sitting's alone
     }
     return {k: round(v, 3) for k, v in parts.items() if v is not None}
 

@@ -41,7 +41,7 @@ from ..config import Config
 from ..config.loading import load_saved_config
 from ..errors import ConfigError, MissingFileError, short_path
 from ..layout import LAST, SCRATCH, RunPaths
-from ..paths import check_run_outputs, fresh_folder
+from ..paths import check_run_outputs, fresh_folder, open_regular, read_text
 from ..records import RunMetrics
 from .state import RunState
 
@@ -108,7 +108,7 @@ class RunFolder(RunPaths):
     def load_state(self) -> RunState:
         """state.json, every field checked for its type: a damaged file is exit 3, not a crash."""
         try:
-            raw = json.loads(self.state.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(self.state))
         except (OSError, ValueError) as exc:
             raise MissingFileError(
                 f"{self.state}: unreadable run state ({exc}); this run cannot be resumed: "
@@ -185,7 +185,7 @@ class RunFolder(RunPaths):
             "the run's history cannot be rebuilt, so it cannot be resumed: put back the "
             f"history.csv of this run, or {self.restart}"
         )
-        if not path.is_file():
+        if not path.exists():  # anything else there (a FIFO, a folder): read_history says
             raise MissingFileError(
                 f"{path}: missing, but {self.state.name} records {epochs} epochs; {lost}"
             )
@@ -310,7 +310,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     """history.csv as typed rows: epoch int, stage str, "" where a value is absent (no
     validation split), every other column float: the types `write_history` writes."""
     try:
-        with Path(path).open(newline="", encoding="utf-8") as f:
+        with open_regular(path, "r", newline="", encoding="utf-8") as f:
             raw = list(csv.DictReader(f))
     except OSError as exc:
         raise MissingFileError(f"{path}: cannot read history ({exc.strerror or exc})") from None

@@ -20,6 +20,7 @@ import keras
 from ..config import Config
 from ..errors import Interrupted, TrainingDiverged
 from ..layout import LAST, LAST_HEAD
+from ..machine import Clock, cpu_seconds
 from ..records import StageSummary
 from . import runtime
 from .callbacks import (
@@ -51,8 +52,9 @@ class Session:
     ckpt: BestModelCheckpoint
     tensorboard: EpochTensorBoard
     signals: StopSignals
-    started: float  # perf_counter() when this sitting began
+    started: Clock  # when this sitting began
     prior_elapsed: float  # wall time of the sittings before this one
+    prior_cpu: float  # CPU seconds of the sittings before this one, up to their last commit
     resumed: bool  # the first stage of this sitting continues from saved files
     # Features of the test images (and mirror images) when the head alone was trained on
     # features: the test then runs the head on them (trainer._finish).
@@ -69,7 +71,7 @@ class Session:
         folder: RunFolder,
         state: RunState,
         full_model: keras.Model,
-        started: float,
+        started: Clock,
     ) -> Session:
         """Start a sitting: a new run writes its config and first state; a resumed run reads
         them."""
@@ -96,12 +98,23 @@ class Session:
             StopSignals(),
             started,
             state.elapsed_s,
+            state.cpu_s,
             resumed,
         )
 
     def elapsed(self) -> float:
         """Wall time over every sitting of this run, up to now."""
-        return round(self.prior_elapsed + time.perf_counter() - self.started, 3)
+        return round(self.prior_elapsed + time.perf_counter() - self.started.wall, 3)
+
+    def cpu_used(self) -> float:
+        """CPU seconds over every sitting of this run, up to now: a resumed run's cost is
+        both sittings', as its wall time is."""
+        return round(self.prior_cpu + cpu_seconds() - self.started.cpu, 3)
+
+    def stamp(self) -> None:
+        """Bring the state's wall and CPU totals up to now, before it is committed."""
+        self.state.elapsed_s = self.elapsed()
+        self.state.cpu_s = self.cpu_used()
 
     def run_stage(self, stage: str, inputs: StageInputs, full_model: keras.Model) -> None:
         """Run the current stage on `inputs` (stage.run_stage with this run's fit), then
@@ -215,7 +228,7 @@ class Session:
         if following:
             state.model_sha256 = self.folder.save_model(LAST, full_model)
             state.model_file = LAST
-        state.elapsed_s = self.elapsed()
+        self.stamp()
         self.folder.save_state(state)
         self.folder.drop_previous()
 
@@ -223,7 +236,7 @@ class Session:
         """Mark the run done (resuming it is then an error) and drop the per-epoch files."""
         self.state.complete = True
         self.state.model_file = self.state.model_sha256 = None
-        self.state.elapsed_s = self.elapsed()
+        self.stamp()
         self.folder.save_state(self.state)
         self.folder.remove_scratch()
 
@@ -310,7 +323,7 @@ class EpochCommit(keras.callbacks.Callback):
         s.epochs_done = epoch + 1
         s.stage_finished = bool(self.model.stop_training) or epoch + 1 >= self.last_epoch
         s.stage_seconds = self._seconds0 + time.perf_counter() - self._t0
-        s.elapsed_s = self.s.elapsed()
+        self.s.stamp()
         s.checkpoint = ckpt.state()
         s.early_stopping = self.early_stopping.state() if self.early_stopping else None
         s.plateau = self.plateau.state() if self.plateau else None

@@ -1,4 +1,5 @@
-"""The data a run or a search trains on: the training pool, its seeded split, the test set."""
+"""The data a run or a search trains on: the training pool, its seeded split, the test set, and
+with a teacher (train.teacher) the teacher's probabilities, split alike."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..config import Config
 from ..data import pipeline
 from ..data.sources import limit, load_fashion_mnist, split_train_val
 from ..errors import ConfigError, DataError
+from .distill import teacher_targets, with_targets
 
 
 @dataclass
@@ -37,9 +39,21 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    # The teacher's probabilities of the train and validation images (training/distill.py).
+    teacher: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """What a fit's y is: the labels, or with a teacher [label, its probabilities]."""
+        if self.teacher is None:
+            return self.y_train, self.y_val
+        return with_targets(self.y_train, self.teacher[0]), with_targets(
+            self.y_val, self.teacher[1]
+        )
 
     def images(self) -> StageData:
-        return StageData(self.x_train, self.y_train, self.x_val, self.y_val)
+        y_train, y_val = self.targets
+        return StageData(self.x_train, y_train, self.x_val, y_val)
 
     def of_pool(self, pooled: np.ndarray, config: Config, *, views: bool = False) -> StageData:
         """`pooled` (one row per pool image, e.g. its features) split like the images;
@@ -52,13 +66,15 @@ class Splits:
             )
             lazy_train = pipeline.Rows(pooled, i_train)
             lazy_val = pipeline.Rows(pooled, i_val, 0 if views else None)
-            return StageData(lazy_train, self.y_train, lazy_val, self.y_val, views)
+            y_train, y_val = self.targets
+            return StageData(lazy_train, y_train, lazy_val, y_val, views)
         (x_train, _), (x_val, _) = split_train_val(
             pooled, self.y_pool, config.data.val_split, config.seed
         )
         if views:
             x_val = np.ascontiguousarray(x_val[:, 0])
-        return StageData(x_train, self.y_train, x_val, self.y_val, views)
+        y_train, y_val = self.targets
+        return StageData(x_train, y_train, x_val, y_val, views)
 
 
 def prepare_data(config: Config) -> Splits:
@@ -68,7 +84,12 @@ def prepare_data(config: Config) -> Splits:
     cut = config.data.train_limit if len(y) < len(ds.y_train) else None  # the limit took some
     check_split(y, yt, yv, config.data.val_split, cut)
     xs, ys = limit(ds.x_test, ds.y_test, config.data.test_limit)
-    return Splits(x, y, xt, yt, xv, yv, xs, ys, ds.source)
+    splits = Splits(x, y, xt, yt, xv, yv, xs, ys, ds.source)
+    probs = teacher_targets(config, x)  # once per pool image; None without a teacher
+    if probs is not None:
+        (pt, _), (pv, _) = split_train_val(probs, y, config.data.val_split, config.seed)
+        splits.teacher = (pt, pv)
+    return splits
 
 
 def check_split(

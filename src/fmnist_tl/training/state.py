@@ -29,6 +29,7 @@ class RunState:
     stage_finished: bool = False  # early stopping (or the last epoch) ended this stage
     stage_seconds: float = 0.0  # fit time spent in this stage so far
     elapsed_s: float = 0.0  # wall time over every sitting, up to the last commit
+    cpu_s: float = 0.0  # CPU seconds over every sitting, up to the last commit
     summaries: list[StageSummary] = field(default_factory=list)  # the finished stages
     checkpoint: dict[str, Any] = field(default_factory=dict)  # BestModelCheckpoint best
     early_stopping: dict[str, Any] | None = None  # this stage's EarlyStopping state
@@ -67,7 +68,7 @@ _NESTED = {  # the dicts inside state.json, as the callbacks write them
 }
 # Fields added after state.json version 1: a file written before them lacks them. Every other
 # field is always written, so a missing one means a damaged file.
-_ADDED_LATER = frozenset({"base_sha256"})
+_ADDED_LATER = frozenset({"base_sha256", "cpu_s"})
 
 
 def _check_meaning(state: RunState) -> None:
@@ -85,5 +86,8 @@ def _check_meaning(state: RunState) -> None:
         )
     if state.model_file not in (None, LAST, LAST_HEAD):
         raise ValueError(f"'model_file' is {state.model_file!r}, not {LAST} or {LAST_HEAD}")
+    for key in ("elapsed_s", "cpu_s", "stage_seconds"):
+        if not getattr(state, key) >= 0:  # NaN too
+            raise ValueError(f"'{key}' is {getattr(state, key)!r}, not a count of seconds")
     if state.version != STATE_VERSION:
         raise ValueError(f"version {state.version}, this fmnist reads version {STATE_VERSION}")

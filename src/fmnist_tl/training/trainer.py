@@ -10,7 +10,6 @@ with its optimizer state.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from .. import progress
 from ..config import Config
 from ..config.loading import finetune_config
 from ..errors import ConfigError
-from ..evaluation.report import load_classifier
+from ..evaluation.loading import load_classifier
+from ..machine import Clock
 from ..models.assembly import Built, build_model, find_backbone
 from ..records import FINETUNE, HEAD
 from . import runtime
@@ -50,7 +50,7 @@ def _setup(config: Config) -> tuple[Splits, Any]:
 
 def train(config: Config) -> RunResult:
     """Run both stages as configured, evaluate the best model on the test set."""
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     splits, strategy = _setup(config)
     with runtime.scope(strategy):
         built = build_model(config)
@@ -72,7 +72,7 @@ def finetune(
     overrides: list[str] | None = None,
 ) -> RunResult:
     """Stage 2 only, from a saved model and the config saved beside it; writes a new run."""
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     model_path = pinned(Path(model_path) if model_path else DEFAULT_FINETUNE_SOURCE)
     config = finetune_config(model_path, unfreeze_from, epochs, learning_rate, overrides)
     if config.finetune.epochs == 0:
@@ -108,7 +108,7 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
     `run` is a run folder, or a run id under `root` (the output.dir that holds it). The run
     goes on with the config saved in it and ends with the artifacts of an uninterrupted run.
     """
-    t_start = time.perf_counter()
+    t_start = Clock.now()
     folder = RunFolder.find(run, root)
     state = folder.load_resumable()
     config = folder.read_config()
@@ -128,6 +128,8 @@ def resume_run(run: str | Path, *, root: str | Path = "saved_models") -> RunResu
 
 def _train_stages(s: Session, built: Built) -> None:
     config = s.config
+    # Planned now (one backbone pass may serve both stages), said when stage 2 starts: a
+    # stage 1 that fails first (a full disk under its feature cache) never hears of it.
     plan = _plan_stage2(s, built.model) if FINETUNE in s.state.stages else None
     # One pass over the frozen backbone for both stages, when stage 2 caches its activations.
     backbone_pass = BackbonePass.for_plan(plan, s.splits.x_pool, Path(config.output.cache_dir))
@@ -154,10 +156,7 @@ def _train_stages(s: Session, built: Built) -> None:
 
 
 def _plan_stage2(s: Session, model: keras.Model) -> Plan:
-    plan = plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
-    if (note := plan.note(len(s.splits.x_pool))) is not None:
-        progress.say(f"note: {note}")
-    return plan
+    return plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
 
 
 def _finetune_if_pending(
@@ -171,6 +170,8 @@ def _finetune_if_pending(
     if s.state.stage != FINETUNE:
         return
     plan = plan or _plan_stage2(s, model)
+    if (note := plan.note(len(s.splits.x_pool))) is not None:  # what stage 2 does, as it starts
+        progress.say(f"note: {note}")
     unfreeze_from(find_backbone(model), s.config.finetune.unfreeze_from)
     if plan.cached:
         s.start_cached_stage(model)  # the bottom the activations come from, restored on resume

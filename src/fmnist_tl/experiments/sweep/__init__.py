@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .grid import Cell, SweepPlan, plan_sweep
+from .grid import MAX_RUNS, Cell, SweepPlan, plan_sweep
 
 if TYPE_CHECKING:
     from ...config import Config
     from .study import StudyResult
 
-__all__ = ["Cell", "SweepPlan", "plan_sweep", "run_sweep", "sweep"]
+__all__ = ["MAX_RUNS", "Cell", "SweepPlan", "plan_sweep", "run_sweep", "sweep"]
 
 
 def sweep(plan: SweepPlan, *, on_run: Callable[..., None] | None = None) -> StudyResult:
@@ -36,6 +36,8 @@ def run_sweep(
     seeds: int | None = None,
     *,
     on_run: Callable[..., Any] | None = None,
+    max_runs: int | None = None,
 ) -> StudyResult:
-    """The Python API of `fmnist sweep CONFIG --grid KEY=V1,V2 --seeds N`."""
-    return sweep(plan_sweep(config, grid, seeds), on_run=on_run)
+    """The Python API of `fmnist sweep CONFIG --grid KEY=V1,V2 --seeds N --max-runs M`
+    (`max_runs` None: MAX_RUNS)."""
+    return sweep(plan_sweep(config, grid, seeds, max_runs), on_run=on_run)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ from ...config.schema import field_annotation
 from ...errors import ConfigError
 from ...paths import check_run_outputs
 from ..seeds import sweep_seeds
+
+# The most runs (cells x seeds) a sweep plans unless told more (`--max-runs`, `max_runs`):
+# at a minute a run, 10,000 runs are a week of one machine, and the plan of a million cells
+# alone took minutes and 1.6 GB. A larger grid stops before any cell is built.
+MAX_RUNS = 10_000
 
 # Keys a sweep may not move, with the reason.
 FIXED = {
@@ -92,8 +98,14 @@ class SweepPlan:
         return config
 
 
-def plan_sweep(config: Config, grid_flags: list[str] | None, seeds: int | None) -> SweepPlan:
-    """The checked plan for `config`'s sweep section and `--grid` flags (ConfigError)."""
+def plan_sweep(
+    config: Config,
+    grid_flags: list[str] | None,
+    seeds: int | None,
+    max_runs: int | None = None,
+) -> SweepPlan:
+    """The checked plan for `config`'s sweep section and `--grid` flags (ConfigError); more
+    than `max_runs` (default MAX_RUNS) runs, cells x seeds, stop before any cell is built."""
     raw_grid: dict[str, Any] = dict(config.sweep.grid)
     flagged: set[str] = set()
     for item in grid_flags or []:
@@ -110,8 +122,9 @@ def plan_sweep(config: Config, grid_flags: list[str] | None, seeds: int | None) 
             "nothing to sweep: give --grid KEY=V1,V2 (e.g. --grid model.resize_method="
             "nearest,bilinear) or a sweep: section with a grid"
         )
-    grid = {key: check_values(config, key, values) for key, values in raw_grid.items()}
     chosen = sweep_seeds(config, seeds)
+    check_size(raw_grid, len(chosen), MAX_RUNS if max_runs is None else max_runs)
+    grid = {key: check_values(config, key, values) for key, values in raw_grid.items()}
     cells = [
         Cell(i, dict(zip(grid, combo, strict=True)))
         for i, combo in enumerate(itertools.product(*grid.values()), 1)
@@ -124,6 +137,18 @@ def plan_sweep(config: Config, grid_flags: list[str] | None, seeds: int | None) 
     # The study folder, its runs' logs and the feature cache: before any folder is made.
     check_run_outputs(config.output, publish=False)
     return SweepPlan(config, grid, cells, chosen)
+
+
+def check_size(grid: dict[str, Any], seeds: int, max_runs: int) -> None:
+    """At most `max_runs` runs: counted from the lengths alone, before anything is built."""
+    cells = math.prod(len(v) if isinstance(v, list) else 1 for v in grid.values())
+    if cells * seeds > max_runs:
+        sizes = " x ".join(str(len(v) if isinstance(v, list) else 1) for v in grid.values())
+        raise ConfigError(
+            f"the grid has {cells:,} cells ({sizes} values) x {seeds} seeds = "
+            f"{cells * seeds:,} runs, more than --max-runs {max_runs:,}; sweep fewer values, "
+            "or pass a larger --max-runs if you mean it"
+        )
 
 
 def parse_grid_flag(item: str) -> tuple[str, list[Any]]:
@@ -163,18 +188,35 @@ def check_values(config: Config, key: str, values: Any) -> list[Any]:
     check_key(key, f"sweep.grid: {key}")
     if not isinstance(values, list) or not values:
         raise ConfigError(f"sweep.grid: {key}: give a non-empty list of values, got {values!r}")
-    dupes = [v for i, v in enumerate(values) if v in values[:i]]
-    if dupes:
-        raise ConfigError(f"sweep.grid: {key}: the value {dupes[0]!r} appears twice")
+    seen: dict[str, Any] = {}  # each value as the config holds it (typed) -> as given
     for value in values:
         try:
-            apply_values(config, {key: value})
+            typed = _value_at(apply_values(config, {key: value}), key)
         except ConfigError as exc:
             raise ConfigError(
                 f"sweep.grid: {key}: {value!r} is not accepted ({exc}); sweep only values the "
                 "key accepts"
             ) from None
+        same = json.dumps(typed, sort_keys=True, default=str)
+        if same in seen:  # 0.1 and 1e-1, 64 and 64.0: one value, so one cell twice
+            first = seen[same]
+            twice = (
+                f"{first!r} and {value!r} are" if repr(first) != repr(value) else f"{value!r} is"
+            )
+            raise ConfigError(
+                f"sweep.grid: {key}: {twice} the same value ({typed!r}) given twice; "
+                "give each value once"
+            )
+        seen[same] = value
     return list(values)
+
+
+def _value_at(config: Config, key: str) -> Any:
+    """The typed value at a dotted key of a validated config (a section as a dict)."""
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node.model_dump(mode="json") if isinstance(node, BaseModel) else node
 
 
 def _describe(values: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import Interrupted, TrainingDiverged
-from ...paths import fresh_folder
+from ...paths import fresh_folder, read_text
 from ...records import RunMetrics
 from ...training.runfolder import RunFolder
 from ...training.trainer import resume_run, train
@@ -64,7 +64,7 @@ def find_study(root: Path, plan: SweepPlan) -> Path | None:
     key = plan.key()
     for folder in sorted(root.glob(f"{plan.name}-[0-9]*"), reverse=True):
         try:
-            if json.loads((folder / STUDY_JSON).read_text(encoding="utf-8")).get("key") == key:
+            if json.loads(read_text(folder / STUDY_JSON)).get("key") == key:
                 return folder
         except (OSError, ValueError, AttributeError):
             continue
