@@ -1,14 +1,20 @@
 #!/usr/bin/env python
-"""A stage-1-only `fmnist train` as a whole process, against its own pass over the backbone.
+"""A stage-1-only `fmnist train` as a whole process, against its own pass over the backbone,
+with each frozen pass (runtime.frozen_pass: keras, xnnpack), and the two passes side by side.
 
-Runs `fmnist train CONFIG --set finetune.epochs=0` as a real subprocess --rounds times, each
-with a fresh, empty cache (so every round extracts its features), and reads the breakdown
-the run writes to metrics.json (`timings`). The backbone pass covers the training pool and the
-test images: a run that trains only the head is tested on the test images' features
-(trainer._finish), so the backbone runs once per image. Prints, per round, the process's wall
-time measured from outside (interpreter start to exit), the breakdown, and the ratio
+Runs `fmnist train CONFIG --set finetune.epochs=0` as a real subprocess --rounds times per
+pass, alternating the passes within each round, each with a fresh, empty cache (so every run
+extracts its features and, for XNNPACK, converts and checks the backbone), and reads the
+breakdown the run writes to metrics.json (`timings`). The backbone pass covers the training
+pool and the test images: a run that trains only the head is tested on the test images'
+features (trainer._finish), so the backbone runs once per image. Prints, per run, the
+process's wall time measured from outside (interpreter start to exit), the breakdown, and
 
     process wall / backbone pass  (features_s + test_features_s)
+
+Then, in this process (--pass-images, 0 to skip), the feature extractor's two passes on the
+same real images, alternating: `inference.infer` (Keras) and the converted model on XNNPACK
+(models/litert.py), img/s each time, the conversion's seconds and the largest difference.
 
     .venv/bin/python scripts/bench_stage1.py \\
         --weights ../shared/weights/mobilenet_v2_imagenet_no_top.weights.h5 --train-limit 20000
@@ -19,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = (
@@ -42,14 +50,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default="configs/mobilenet.yaml")
     p.add_argument("--weights", required=True, help="backbone weights file (.weights.h5)")
     p.add_argument("--train-limit", type=int, default=20000)
+    p.add_argument("--test-limit", type=int, default=None, help="[default: all 10,000]")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--passes", default="keras,xnnpack", help="runtime.frozen_pass values")
+    p.add_argument("--pass-images", type=int, default=4096, help="0: no in-process comparison")
+    p.add_argument("--pass-rounds", type=int, default=3)
     p.add_argument("--work", default=".cache/bench_stage1", help="runs, logs and caches")
     p.add_argument("--out", default="bench_stage1.json")
     return p.parse_args(argv)
 
 
-def one_round(args: argparse.Namespace, r: int) -> dict:
-    work = Path(args.work) / f"round{r}"
+def one_round(args: argparse.Namespace, r: int, frozen_pass: str) -> dict:
+    work = Path(args.work) / f"round{r}-{frozen_pass}"
     shutil.rmtree(work, ignore_errors=True)  # an empty cache: the features are extracted
     sets = [
         f"model.weights={Path(args.weights).resolve()}",
@@ -60,20 +72,30 @@ def one_round(args: argparse.Namespace, r: int) -> dict:
         f"output.cache_dir={work / 'cache'}",
         "output.update_best=false",
         "runtime.verbose=silent",
+        f"runtime.frozen_pass={frozen_pass}",
     ]
+    sets += [f"data.test_limit={args.test_limit}"] if args.test_limit else []
     fmnist = Path(sys.executable).with_name("fmnist")
     cmd = [str(fmnist), "train", args.config, *(a for s in sets for a in ("--set", s))]
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(after, k) - getattr(before, k) for k in ("ru_utime", "ru_stime"))
     if done.returncode != 0:
         sys.exit(f"round {r}: fmnist train exited {done.returncode}: {done.stderr.strip()}")
     (metrics_path,) = (work / "runs").glob("*/metrics.json")
     metrics = json.loads(metrics_path.read_text())
     t = metrics["timings"]
     backbone = t["features_s"] + t.get("test_features_s", 0.0)
+    images = metrics["data"]["train"] + metrics["data"]["val"] + metrics["data"]["test"]
     return {
+        "frozen_pass": frozen_pass,
+        "feature_pass": metrics["stages"][0].get("feature_pass"),
+        "test_pass": metrics.get("test_pass"),
+        "features_img_s": round(images / backbone, 1),
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # the whole process, every thread
         "timings": t,
         "backbone_pass_s": round(backbone, 2),
         "ratio": round(wall / backbone, 3),
@@ -82,21 +104,110 @@ def one_round(args: argparse.Namespace, r: int) -> dict:
     }
 
 
+def pass_speed(args: argparse.Namespace) -> dict:
+    """The feature extractor's Keras and XNNPACK passes on the same images, alternating: per
+    round, the wall and CPU seconds (every thread of this process) of each."""
+    from fmnist_tl.config import load_config
+    from fmnist_tl.data.sources import load_fashion_mnist
+    from fmnist_tl.models import litert
+    from fmnist_tl.models.assembly import build_model
+    from fmnist_tl.models.inference import infer
+
+    config = load_config(args.config, [f"model.weights={Path(args.weights).resolve()}"])
+    extractor = build_model(config).feature_extractor
+    x = load_fashion_mnist(config.data.dir).x_train[: args.pass_images]
+    t0 = time.perf_counter()
+    compiled = litert.Compiled(litert.convert(extractor))
+    convert_s = time.perf_counter() - t0
+    runs = {"keras": lambda: infer(extractor, x), "xnnpack": lambda: compiled(x)}
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    outputs = {}
+    for _ in range(args.pass_rounds):
+        for name, run in runs.items():  # alternating: the machine's phases hit both
+            t0, c0 = time.perf_counter(), time.process_time()
+            outputs[name] = run()
+            wall[name].append(round(time.perf_counter() - t0, 3))
+            cpu[name].append(round(time.process_time() - c0, 3))
+    diff = float(abs(outputs["xnnpack"] - outputs["keras"]).max())
+    return {
+        "images": len(x),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "img_s": {k: round(len(x) / median(v), 1) for k, v in wall.items()},
+        "wall_ms_per_image": {k: round(1e3 * median(v) / len(x), 3) for k, v in wall.items()},
+        "cpu_ms_per_image": {k: round(1e3 * median(v) / len(x), 3) for k, v in cpu.items()},
+        "convert_s": round(convert_s, 2),
+        "threads": compiled.threads,
+        "runtime": litert.runtime(),
+        "max_abs_diff": diff,
+        "scale": float(abs(outputs["keras"]).max()),
+    }
+
+
+def summary(rounds: list[dict]) -> dict[str, dict[str, float]]:
+    """Per pass, the medians over rounds: the process's wall and CPU seconds, its backbone
+    pass's seconds and img/s, the process over its pass."""
+    out: dict[str, dict[str, float]] = {}
+    for p in dict.fromkeys(r["frozen_pass"] for r in rounds):
+        mine = [r for r in rounds if r["frozen_pass"] == p]
+        out[p] = {
+            k: round(median(r[k] for r in mine), 3)
+            for k in ("wall_s", "cpu_s", "backbone_pass_s", "features_img_s", "ratio")
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from fmnist_tl.machine import cpu_model
+
     rounds = []
     for r in range(1, args.rounds + 1):
-        rounds.append(one_round(args, r))
-        x = rounds[-1]
-        parts = "  ".join(f"{k.removesuffix('_s')} {x['timings'].get(k, 0.0):.1f}" for k in PARTS)
+        for frozen_pass in args.passes.split(","):
+            rounds.append(one_round(args, r, frozen_pass))
+            x = rounds[-1]
+            parts = "  ".join(
+                f"{k.removesuffix('_s')} {x['timings'].get(k, 0.0):.1f}" for k in PARTS
+            )
+            print(
+                f"round {r} {frozen_pass:<8} (features by {x['feature_pass']}): process "
+                f"{x['wall_s']:.1f} s ({x['cpu_s']:.1f} CPU s) = {x['ratio']:.2f}x its backbone "
+                f"pass ({x['backbone_pass_s']:.1f} s, {x['features_img_s']:.0f} img/s); {parts}; "
+                f"test accuracy {x['test_accuracy']:.4f}",
+                flush=True,
+            )
+    medians = summary(rounds)
+    for p, m in medians.items():
         print(
-            f"round {r}: process {x['wall_s']:.1f} s = {x['ratio']:.2f}x its backbone pass "
-            f"({x['backbone_pass_s']:.1f} s); {parts}; test accuracy {x['test_accuracy']:.4f}",
+            f"median {p:<8}: process {m['wall_s']:.1f} s, {m['cpu_s']:.1f} CPU s; backbone pass "
+            f"{m['backbone_pass_s']:.1f} s ({m['features_img_s']:.0f} img/s); "
+            f"process / pass {m['ratio']:.2f}x",
             flush=True,
         )
-    report = {"settings": vars(args), "cpus": os.cpu_count(), "rounds": rounds}
+    speed = pass_speed(args) if args.pass_images else None
+    if speed is not None:
+        per = "; ".join(
+            f"{k} {speed['img_s'][k]:.0f} img/s, {speed['wall_ms_per_image'][k]:.2f} ms and "
+            f"{speed['cpu_ms_per_image'][k]:.2f} CPU ms per image"
+            for k in speed["img_s"]
+        )
+        print(
+            f"pass on {speed['images']} images, medians of {args.pass_rounds} alternating "
+            f"rounds: {per}; converted in {speed['convert_s']:.1f} s ({speed['runtime']}, "
+            f"{speed['threads']} threads); largest difference {speed['max_abs_diff']:.2e} at a "
+            f"scale of {speed['scale']:.3g}"
+        )
+    report = {
+        "settings": vars(args),
+        "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "rounds": rounds,
+        "medians": medians,
+        "pass": speed,
+    }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} (CPU: {cpu_model()}, {os.cpu_count()} cores)")
     return 0
 
 

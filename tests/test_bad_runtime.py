@@ -24,14 +24,13 @@ import pytest
 from conftest import SMOKE, expect_error, learnable, run_counting_cpu, write_idx
 from typer.testing import CliRunner
 
-from fmnist_tl import atomic
+from fmnist_tl import atomic, cache
 from fmnist_tl.cli import app
 from fmnist_tl.config import load_config
 from fmnist_tl.data import sources as data
 from fmnist_tl.data.images import save_png
 from fmnist_tl.errors import PATH_SHOWN, MissingFileError
 from fmnist_tl.models.assembly import build_model
-from fmnist_tl.training import cache
 
 runner = CliRunner()
 FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
@@ -324,7 +323,7 @@ def test_corrupt_feature_cache_is_rebuilt_through_the_cli(world, tmp_path):
 # interpreter's own files may sit where nobody cannot read them, e.g. under /root).
 AS_NOBODY = """
 import os, sys
-import fmnist_tl.cli.app, fmnist_tl.config, fmnist_tl.paths
+import fmnist_tl.cli.app, fmnist_tl.config, fmnist_tl.paths, fmnist_tl.tracking
 from fmnist_tl.cli import main
 if os.geteuid() == 0:
     os.setgid(65534)

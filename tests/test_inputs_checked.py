@@ -23,11 +23,11 @@ from conftest import SMOKE, cli_fails, learnable, one_line, run_counting_cpu, sn
 from PIL import Image
 from test_error_messages import fake_model
 
+from fmnist_tl import cache
 from fmnist_tl.config import load_config
 from fmnist_tl.data import sources as data
 from fmnist_tl.errors import ConfigError
 from fmnist_tl.experiments.sweep import MAX_RUNS, plan_sweep
-from fmnist_tl.training import cache
 
 FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
 

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "metrics",
             "lifecycle",
             "net",
+            "cache",
         },
     ),  # fmt: skip
 ]

@@ -36,7 +36,7 @@ def full_cache_disk(folder: Path, monkeypatch) -> str:
         return "tmpfs"
     import shutil
 
-    from fmnist_tl.training import cache
+    from fmnist_tl import cache
 
     usage = shutil.disk_usage(folder)._replace(free=16 * 2**10)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage)

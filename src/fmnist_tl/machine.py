@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,17 @@ def versions() -> dict[str, str]:
     import keras
     import tensorflow as tf
 
-    return {
+    found = {
         "fmnist_tl": __version__,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    # the runtime of the frozen passes on a CPU (models/litert.py), when installed
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        found["ai_edge_litert"] = metadata.version("ai-edge-litert")
+    return found
 
 
 def process_seconds() -> float | None:

@@ -40,12 +40,14 @@ class StageSummary:
     best_val_loss: float | None = None
     feature_cache: str | None = None  # "hit" or "miss" when the head trained on cached features
     feature_seconds: float | None = None
+    feature_pass: str | None = None  # the frozen pass that made them: "xnnpack" or "keras"
     # Stage 2 on cached activations of the frozen bottom: "hit" or "miss", the seconds it took
     # to load or compute them, the layer the cut sits before, and the cache's size.
     activation_cache: str | None = None
     activation_seconds: float | None = None
     activation_cut: str | None = None
     activation_mb: float | None = None
+    activation_pass: str | None = None  # the frozen pass that made them
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "epochs_run": self.epochs_run}
@@ -60,6 +62,8 @@ class StageSummary:
         d.update(wall_time_s=self.wall_time_s, images_per_s=self.images_per_s)
         if self.feature_cache is not None:
             d.update(feature_cache=self.feature_cache, feature_seconds=self.feature_seconds)
+            if self.feature_pass is not None:
+                d["feature_pass"] = self.feature_pass
         if self.activation_cache is not None:
             d.update(
                 activation_cache=self.activation_cache,
@@ -67,6 +71,8 @@ class StageSummary:
                 activation_cut=self.activation_cut,
                 activation_mb=self.activation_mb,
             )
+            if self.activation_pass is not None:
+                d["activation_pass"] = self.activation_pass
         return d
 
     @classmethod
@@ -122,6 +128,11 @@ class RuntimeInfo:
     precision_policy: str
     jit_compile: bool
     onednn: bool
+    # runtime.frozen_pass as configured, and what runs a converted pass here (models/litert.py):
+    # the runtime and its threads. Which pass each result used is beside it: the stages'
+    # feature_pass and activation_pass, RunMetrics.test_pass.
+    frozen_pass: str | None = None
+    xnnpack: str | None = None
 
 
 @dataclass
@@ -141,6 +152,7 @@ class RunMetrics:
     weights_used: str | None = None
     weights_sha256: str | None = None  # of the weights file (or source model) actually loaded
     seed: int | None = None
+    test_pass: str | None = None  # the frozen pass that gave the test's probabilities or features
     log_dir: str | None = None
     data: DataCounts | None = None
     runtime: RuntimeInfo | None = None
@@ -163,6 +175,7 @@ class RunMetrics:
         d["runtime"] = asdict(self.runtime) if self.runtime else None
         order = ("run_id", "config_name", "created", "backbone", "input_size", "resize_method")
         order += ("weights_requested", "weights_used", "weights_sha256", "seed", "test")
+        order += ("test_pass",)
         order += ("stages", "wall_time_s")
         order += ("log_dir", "data", "runtime", "versions", "machine", "timings")
         if self.mlflow_run_id is not None:  # tracking off: no key at all

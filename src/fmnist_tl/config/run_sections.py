@@ -81,6 +81,11 @@ class RuntimeConfig(_Section):
         30, "seconds the chief or a worker may stay silent before it counts as gone (exit 3)",
         ge=1, le=MAX_WAIT_S,
     )  # fmt: skip
+    # auto: XNNPACK on a CPU for a pass of 4,096 images or more, checked against Keras before use
+    # (models/frozen.py); a GPU or runtime.distribute always runs Keras's pass.
+    frozen_pass: Literal["auto", "keras", "xnnpack"] = _key(
+        "auto", "frozen forward passes (features, activations, tests): auto, keras or xnnpack"
+    )
     # debug = auto plus every TensorFlow/Keras start-up line and warning (`fmnist --verbose`).
     verbose: Literal["auto", "bar", "epoch", "silent", "debug"] = _key(
         "auto", "Keras progress: auto (a bar on a terminal), bar, epoch, silent or debug"

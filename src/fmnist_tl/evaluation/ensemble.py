@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import metrics
 from ..errors import ConfigError
-from .loading import load_classifier, saved_test_flip
+from ..models.frozen import FrozenPass
+from .loading import load_classifier, saved_frozen_setup, saved_test_flip
 from .scores import predict_proba
 
 
@@ -30,6 +31,7 @@ class Member:
     path: Path
     model: keras.Model
     test_flip: bool
+    frozen_pass: str | None = None  # the pass that gave its probabilities: xnnpack or keras
 
 
 def load_members(paths: Sequence[str | Path], test_flip: bool | None = None) -> list[Member]:
@@ -47,22 +49,34 @@ def load_members(paths: Sequence[str | Path], test_flip: bool | None = None) -> 
 def member_probabilities(
     members: list[Member], x: np.ndarray, *, bars: bool = True
 ) -> list[np.ndarray]:
-    """Each member's class probabilities of the images (its flip averaged in when it has one);
-    `bars`: a progress bar per member, on a terminal."""
-    labels = [
-        ("predicting" if len(members) == 1 else f"member {i + 1}/{len(members)}")
-        for i in range(len(members))
-    ]
-    return [
-        predict_proba(m.model, x, test_flip=m.test_flip, label=label if bars else None)
-        for m, label in zip(members, labels, strict=True)
-    ]
+    """Each member's class probabilities of the images (its flip averaged in when it has one),
+    each through its frozen pass as its saved config asks (models/frozen.py), whose name each
+    member keeps; `bars`: a progress bar per member, on a terminal."""
+    probs = []
+    for i, m in enumerate(members):
+        one = len(members) == 1
+        label = "predicting" if one else f"member {i + 1}/{len(members)}"
+        n_images = len(x) * (2 if m.test_flip else 1)  # auto: XNNPACK only for many images
+        what = "the model's pass" if one else f"member {i + 1}'s pass"
+        frozen = FrozenPass(m.model, saved_frozen_setup(m.path), n_images, what=what)
+        probs.append(
+            predict_proba(
+                m.model, x, test_flip=m.test_flip, label=label if bars else None, frozen=frozen
+            )
+        )
+        m.frozen_pass = frozen.name
+    return probs
 
 
 def member_scores(members: list[Member], probs: list[np.ndarray], y: np.ndarray) -> list[dict]:
     """What each member scores alone, beside the ensemble's figures."""
     return [
-        {"model": str(m.path), "test_flip": m.test_flip, **metrics.scores(p, y)}
+        {
+            "model": str(m.path),
+            "test_flip": m.test_flip,
+            "frozen_pass": m.frozen_pass,
+            **metrics.scores(p, y),
+        }
         for m, p in zip(members, probs, strict=True)
     ]
 

@@ -1,5 +1,5 @@
-"""A saved model, loaded and checked to be a Fashion-MNIST classifier, and the test-time flip
-its saved config asks for."""
+"""A saved model, loaded and checked to be a Fashion-MNIST classifier, and what its saved config
+asks of its evaluation: the test-time flip, and how its frozen pass runs (models/frozen.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import keras
 from .. import progress
 from ..classes import CLASS_NAMES
 from ..errors import ConfigError, MissingFileError, first_line
+from ..models.frozen import PassSetup
 from ..paths import check_model_file
 
 EXPECTED_INPUT = (None, 28, 28, 1)
@@ -52,3 +53,16 @@ def saved_test_flip(model_path: str | Path) -> bool:
             "pass --test-flip or --no-test-flip to choose"
         )
         return False
+
+
+def saved_frozen_setup(model_path: str | Path) -> PassSetup:
+    """How `evaluate` and `predict` run a model's pass: runtime.frozen_pass of the config saved
+    with it, converted models kept in its output.cache_dir (the defaults without one)."""
+    from ..config import Config, config_beside, load_config
+
+    found = config_beside(Path(model_path))
+    try:
+        config = load_config(found) if found is not None else Config()
+    except ConfigError:  # saved_test_flip has said so; the pass is not worth a second line
+        config = Config()
+    return PassSetup(config.runtime.frozen_pass, Path(config.output.cache_dir))

@@ -15,10 +15,11 @@ import numpy as np
 from .. import atomic, progress
 from ..data.sources import limit, load_fashion_mnist
 from ..layout import CONFIG, EVALUATION
+from ..models.frozen import FrozenPass
 from ..paths import check_report_outputs, read_text, report_paths
 from ..reporting.plots import plot_confusion_matrix, plot_misclassified, run_title
 from . import ensemble
-from .loading import load_classifier, saved_test_flip
+from .loading import load_classifier, saved_frozen_setup, saved_test_flip
 from .scores import evaluate_arrays
 
 
@@ -32,16 +33,17 @@ def write_evaluation(
     extra: dict[str, Any] | None = None,
     run_id: str | None = None,
     views: list[np.ndarray] | None = None,
+    frozen: FrozenPass | None = None,
 ) -> dict[str, Any]:
     """Evaluate, write the JSON report and its pictures (confusion matrix, mistakes), whose
-    titles name `run_id` (default: the report's folder) and the test accuracy; `views` as
-    for `evaluate_arrays`.
+    titles name `run_id` (default: the report's folder) and the test accuracy; `views` and
+    `frozen` as for `evaluate_arrays`.
 
     Every path is checked before the first is written, so a picture's path that is a folder
     leaves no JSON report without its pictures."""
     check_report_outputs(out_json)
     _, confusion, mistakes = report_paths(out_json)
-    result = evaluate_arrays(model, x, y, test_flip=test_flip, views=views)
+    result = evaluate_arrays(model, x, y, test_flip=test_flip, views=views, frozen=frozen)
     pred, probs = result.pop("predictions"), result.pop("probabilities")
     result.update(extra or {})
     atomic.write_json(out_json, result)
@@ -82,8 +84,17 @@ def evaluate(
     setup = {"n": int(len(y)), "test_flip": bool(test_flip), "data_source": source}
     out = Path(output) if output else report_path(path, setup)
     extra = {"model": str(path), "data_source": source}
+    n_images = len(x) * (2 if test_flip else 1)  # auto: XNNPACK only for many images
+    frozen = FrozenPass(model, saved_frozen_setup(path), n_images, what="the model's pass")
     return write_evaluation(
-        model, x, y, out, test_flip=test_flip, extra=extra, run_id=model_run_id(path)
+        model,
+        x,
+        y,
+        out,
+        test_flip=test_flip,
+        extra=extra,
+        run_id=model_run_id(path),
+        frozen=frozen,
     )
 
 

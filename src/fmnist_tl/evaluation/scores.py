@@ -13,28 +13,40 @@ import numpy as np
 from .. import metrics
 from ..classes import CLASS_NAMES
 from ..data.pipeline import mirror
-from ..models.inference import infer
+from ..models.frozen import FrozenPass, keras_pass
 
 
 def _views(
-    model: keras.Model, x: np.ndarray, test_flip: bool, label: str | None = None
-) -> list[np.ndarray]:
-    """Class probabilities of the images, and with `test_flip` of their mirror images;
-    `label` names the progress bar (none without it)."""
-    views = [infer(model, x, label=label)]
+    model: keras.Model,
+    x: np.ndarray,
+    test_flip: bool,
+    label: str | None = None,
+    frozen: FrozenPass | None = None,
+) -> tuple[list[np.ndarray], str]:
+    """Class probabilities of the images, and with `test_flip` of their mirror images, and the
+    pass that gave them; `label` names the progress bar (none without it). `frozen`: the pass
+    over `model` (models/frozen.py); None runs Keras's."""
+    run = frozen if frozen is not None else keras_pass(model)
+    views = [run(x, label=label)]
     if test_flip:
-        views.append(infer(model, mirror(x), label=label and f"{label} (mirror images)"))
-    return views
+        views.append(run(mirror(x), label=label and f"{label} (mirror images)"))
+    return views, run.name
 
 
 def predict_proba(
-    model: keras.Model, x: np.ndarray, *, test_flip: bool = False, label: str | None = None
+    model: keras.Model,
+    x: np.ndarray,
+    *,
+    test_flip: bool = False,
+    label: str | None = None,
+    frozen: FrozenPass | None = None,
 ) -> np.ndarray:
     """Class probabilities for raw pixels (0..255), in batches.
 
-    With `test_flip`, the mean over each image and its mirror image (see augment.test_flip).
+    With `test_flip`, the mean over each image and its mirror image (see augment.test_flip);
+    `frozen` as for `_views`.
     """
-    return np.mean(_views(model, x, test_flip, label), axis=0)
+    return np.mean(_views(model, x, test_flip, label, frozen)[0], axis=0)
 
 
 def evaluate_arrays(
@@ -44,17 +56,21 @@ def evaluate_arrays(
     *,
     test_flip: bool = False,
     views: list[np.ndarray] | None = None,
+    frozen: FrozenPass | None = None,
 ) -> dict[str, Any]:
     """Accuracy, cross-entropy loss, per-class precision/recall/F1 and confusion matrix.
 
     With `test_flip` the figures are for the flip-averaged probabilities, and the accuracy of
     the images alone is reported beside them, so the two can be compared. `views`: the class
     probabilities of the images (and with `test_flip` of their mirror images) when the caller
-    has them by a cheaper path than `model` on `x` (a head on cached features).
+    has them by a cheaper path than `model` on `x` (a head on cached features); otherwise
+    they come from `frozen` (as for `_views`), and `frozen_pass` names the pass.
     """
+    made_by = {}
     if views is None:
         assert model is not None, "evaluate_arrays needs a model or the views"
-        views = _views(model, x, test_flip, label="testing")
+        views, name = _views(model, x, test_flip, "testing", frozen)
+        made_by["frozen_pass"] = name
     if len(views) != 1 + test_flip:
         raise ValueError(f"{len(views)} views of the test images; test_flip={test_flip}")
     probs = np.mean(views, axis=0)
@@ -67,6 +83,7 @@ def evaluate_arrays(
         "n": int(len(y)),
         "test_flip": test_flip,
         **(single if test_flip else {}),
+        **made_by,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "predictions": pred,

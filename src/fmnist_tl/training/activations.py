@@ -24,6 +24,7 @@ import numpy as np
 from keras import layers
 
 from ..models.assembly import find_backbone
+from ..models.frozen import KERAS
 from ..models.head import layers_from_pool
 
 # Layers that are random while training: before the cut they would make a cache wrong.
@@ -128,15 +129,20 @@ def random_before_cut(model: keras.Model, cut: Cut, *, mirror_views: bool = Fals
     return None
 
 
-def cache_key(bottom: keras.Model, x: np.ndarray, cut: Cut, dtype: str, mirror: bool) -> str:
+def cache_key(
+    bottom: keras.Model, x: np.ndarray, cut: Cut, dtype: str, mirror: bool, made_by: str = KERAS
+) -> str:
     """A digest of everything the activations depend on: the bottom's own weights (so a
-    fine-tuned or retrained bottom never reuses a stale file), its layers, the images."""
-    return key_for(key_parts(bottom, x, cut, mirror), dtype)
+    fine-tuned or retrained bottom never reuses a stale file), its layers, the images, and the
+    frozen pass that made them (models/frozen.py)."""
+    return key_for(key_parts(bottom, x, cut, mirror), dtype, made_by)
 
 
-def key_for(parts: dict[str, Any], dtype: str) -> str:
-    """The cache key of `key_parts` stored as `dtype`: the parts are hashed once per pool."""
-    text = json.dumps({**parts, "dtype": dtype}, sort_keys=True, default=str)
+def key_for(parts: dict[str, Any], dtype: str, made_by: str = KERAS) -> str:
+    """The cache key of `key_parts` stored as `dtype` and made by the pass `made_by`: the
+    parts are hashed once per pool. Keras's activations keep the key they always had."""
+    extra = {"pass": made_by} if made_by != KERAS else {}
+    text = json.dumps({**parts, "dtype": dtype, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -2,7 +2,7 @@
 of the labels and the teacher's softened probabilities (Hinton et al., 2015).
 
 The teacher's probabilities are computed once per training-pool image, through the same
-verified cache as the frozen features (training/cache.py), keyed by the teacher file's SHA-256
+verified cache as the frozen features (cache.py), keyed by the teacher file's SHA-256
 and the images, so a second seed or a tune trial reads them back. With `augment.flip` they
 are the mean over each image and its mirror image: what the teacher says of the garment,
 whichever of the two views the student is shown that epoch. They travel with the labels as
@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 from .. import atomic
+from ..cache import load_array, save_array
 from ..config import Config
 from ..data.pipeline import mirror
 from ..models.inference import infer
 from ..paths import check_model_file
-from .cache import load_array, save_array
 
 EPSILON = 1e-7  # the clip Keras's cross-entropy uses
 

@@ -20,7 +20,9 @@ from ..config import Config
 from ..config.backbones import BACKBONES
 from ..errors import MissingFileError
 from ..machine import cpu_seconds, machine, process_seconds, versions
+from ..models import litert
 from ..models.backbones import imagenet_file
+from ..models.frozen import FrozenPass
 from ..models.head import head_of
 from ..models.inference import infer
 from ..records import FINETUNE, HEAD, DataCounts, RunMetrics, RuntimeInfo, Scores
@@ -51,17 +53,24 @@ def finish(s: Session) -> RunResult:
         raise MissingFileError(f"{folder.dir}: no epoch produced a finite {monitor}; nothing saved")
     t_test = time.perf_counter()
     model = keras.models.load_model(model_path, compile=False)
-    views = None
+    views = frozen = None
+    extra = {"model": str(model_path), "data_source": splits.source}
     if s.test_features is not None:  # the head on the test features is the model on the images
         head = head_of(model)
         views = [infer(head, f, label="testing") for f in s.test_features]
+        extra["frozen_pass"] = s.test_pass
+    else:  # the model on the test images, through the run's frozen pass
+        n_images = len(splits.x_test) * (2 if config.augment.test_flip else 1)
+        setup = runtime.frozen_setup(config, s.strategy)
+        frozen = FrozenPass(model, setup, n_images, what="the test pass")
     evaluation = folder.write_evaluation(
         model,
         splits.x_test,
         splits.y_test,
         test_flip=config.augment.test_flip,
-        extra={"model": str(model_path), "data_source": splits.source},
+        extra=extra,
         views=views,
+        frozen=frozen,
     )
     metrics = _metrics(s, evaluation)
     t_reports = time.perf_counter()
@@ -134,6 +143,7 @@ def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
         weights_sha256=_weights_sha256(config, s.state),
         seed=config.seed,
         test=Scores.from_dict(evaluation),
+        test_pass=evaluation.get("frozen_pass"),
         stages=list(s.state.summaries),
         wall_time_s=s.elapsed(),
         log_dir=config.output.log_dir,
@@ -145,6 +155,8 @@ def _metrics(s: Session, evaluation: dict[str, Any]) -> RunMetrics:
             precision_policy=keras.mixed_precision.global_policy().name,
             jit_compile=config.runtime.jit_compile,
             onednn=tfenv.onednn(),
+            frozen_pass=config.runtime.frozen_pass,
+            xnnpack=f"{litert.runtime()}, {litert.threads()} threads",
         ),
         versions=versions(),
         machine=machine(),

@@ -1,5 +1,5 @@
-"""Process-wide setup for a run: seeds, determinism, precision, distribution strategy, and
-how Keras reports progress."""
+"""Process-wide setup for a run: seeds, determinism, precision, distribution strategy, how
+frozen passes run, and how Keras reports progress."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 import random
 import sys
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from .. import progress, tfenv
 from ..config import Config
 from ..errors import ConfigError, FmnistError, first_line
 from . import multiworker
+
+if TYPE_CHECKING:  # the CLI imports this module before TensorFlow may load
+    from ..models.frozen import PassSetup
 
 
 def seed_everything(seed: int) -> None:
@@ -87,6 +91,16 @@ def _refused(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise ConfigError(f"{what}: TensorFlow refused it: {first_line(exc)}") from None
+
+
+def frozen_setup(config: Config, strat: Any = None) -> PassSetup:
+    """How this run's frozen passes run (runtime.frozen_pass; Keras's under a strategy), and
+    where converted models are kept: beside the feature cache."""
+    from ..models.frozen import PassSetup
+
+    return PassSetup(
+        config.runtime.frozen_pass, Path(config.output.cache_dir), distributed=strat is not None
+    )
 
 
 def scope(strat: Any) -> contextlib.AbstractContextManager[Any]:

@@ -63,6 +63,7 @@ class Session:
     test_features: list[Any] | None = None
     test_features_s: float = 0.0
     tracker: tracking.RunTracker = tracking.NO_RUN  # its MLflow run (output.tracking)
+    test_pass: str | None = None  # the frozen pass that made them
 
     @classmethod
     def open(

@@ -16,11 +16,12 @@ import numpy as np
 from ..config import Config
 from ..data.pipeline import mirror
 from ..models.assembly import Built, build_model
+from ..models.frozen import FrozenPass
 from ..models.head import build_head
-from ..models.inference import infer
 from ..records import StageSummary
 from .features import FeatureStore
 from .freezing import freeze_for_stage1
+from .runtime import frozen_setup
 from .splits import Splits
 from .stage import StageInputs
 from .stage2 import BackbonePass
@@ -31,6 +32,9 @@ class Stage1Inputs(StageInputs):
     built: Built | None = None  # None when only the head was built (features reused)
     feature_cache: str | None = None  # "hit" or "miss" on features
     feature_seconds: float = 0.0  # loading or computing them
+    feature_pass: str | None = None  # the frozen pass that made them: "xnnpack" or "keras"
+    # The pass over the feature extractor, for the test images' features (trainer.py).
+    frozen: FrozenPass | None = None
     # The pass over the frozen backbone that gave the features, when it also gave stage 2's
     # activations: stage 2 takes it from here.
     backbone_pass: BackbonePass | None = None
@@ -39,6 +43,7 @@ class Stage1Inputs(StageInputs):
         if self.on_features:
             summary.feature_cache = self.feature_cache
             summary.feature_seconds = round(self.feature_seconds, 3)
+            summary.feature_pass = self.feature_pass
 
 
 def stage1_inputs(
@@ -58,27 +63,32 @@ def stage1_inputs(
     """
     t0 = time.perf_counter()
     views = config.augment.mirror_views  # features of each image and its mirror, on axis 1
-    feats = store.reusable(config) if built is None and allow_cache else None
-    if feats is not None:
+    found = store.reusable(config) if built is None and allow_cache else None
+    if found is not None:
+        feats, made_by = found
         head = build_head(config, tuple(feats.shape[1 + views :]))
         data = splits.of_pool(feats, config, views=views)
-        return Stage1Inputs(head, data, True, feature_cache="hit", counts_pass=True)
+        return Stage1Inputs(
+            head, data, True, feature_cache="hit", counts_pass=True, feature_pass=made_by
+        )
     built = built or build_model(config)
     frozen = freeze_for_stage1(config, built)
     cacheable = frozen and built.head is not None and config.train.feature_cache == "auto"
     if not (cacheable and allow_cache and built.feature_extractor is not None):
         return Stage1Inputs(built.model, splits.images(), False, built=built)
-    extractor, x = built.feature_extractor, splits.x_pool
-
-    def extract() -> np.ndarray:
-        feats = infer(extractor, x, label="extracting features")
-        if not views:
-            return feats
-        label = "extracting features (mirror images)"
-        return np.stack([feats, infer(extractor, mirror(x), label=label)], axis=1)
-
-    compute = backbone_pass.features if backbone_pass is not None else extract
-    feats, info = store.features(config, compute, built.weights_used, x)
+    x = splits.x_pool
+    extractor = FrozenPass(
+        built.feature_extractor,
+        frozen_setup(config),
+        len(x) * (2 if views else 1),
+        head=built.head,
+        what="the backbone's features",
+    )
+    if backbone_pass is not None:  # the features come from the bottom's activations
+        frozen_by, compute = backbone_pass.frozen, backbone_pass.features
+    else:
+        frozen_by, compute = extractor, lambda: _extract(extractor, x, views)
+    feats, info = store.features(config, frozen_by, compute, built.weights_used, x)
     return Stage1Inputs(
         built.head,
         splits.of_pool(feats, config, views=views),
@@ -88,5 +98,17 @@ def stage1_inputs(
         built=built,
         feature_cache=info["cache"],
         feature_seconds=info["seconds"],
+        feature_pass=info["pass"],
+        frozen=extractor,
         backbone_pass=backbone_pass,
     )
+
+
+def _extract(extractor: FrozenPass, x: np.ndarray, views: bool) -> tuple[np.ndarray, str]:
+    """The pooled features of `x` (and with `views` of its mirror images, on axis 1), and the
+    pass that made them."""
+    feats = extractor(x, label="extracting features")
+    if views:
+        label = "extracting features (mirror images)"
+        feats = np.stack([feats, extractor(mirror(x), label=label)], axis=1)
+    return feats, extractor.name

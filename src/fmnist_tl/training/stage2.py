@@ -20,9 +20,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..cache import load_array, save_array
 from ..config import Config
 from ..data.pipeline import mirror as mirror_images
 from ..models.assembly import find_backbone
+from ..models.frozen import FrozenPass
 from ..models.inference import infer
 from ..records import StageSummary
 from .activations import (
@@ -35,7 +37,7 @@ from .activations import (
     random_before_cut,
     split_model,
 )
-from .cache import load_array, save_array
+from .runtime import frozen_setup
 from .splits import Splits
 from .stage import StageInputs
 
@@ -51,6 +53,7 @@ class Plan:
     stream_reason: str | None  # why it streams; None when cached
     dtype: str
     mirror: bool = False  # flip augmentation: each image's and its mirror image's activations
+    frozen: FrozenPass | None = None  # the pass over `parts.bottom` (models/frozen.py)
 
     @property
     def cached(self) -> bool:
@@ -85,6 +88,7 @@ class Stage2Inputs(StageInputs):
     cache: str | None = None  # "hit" or "miss" on activations
     cache_seconds: float = 0.0  # computing or loading the activations
     cache_bytes: int = 0
+    cache_pass: str | None = None  # the frozen pass that made the activations
 
     def fill(self, summary: StageSummary) -> None:
         if self.plan is None or not self.plan.cached:
@@ -93,6 +97,7 @@ class Stage2Inputs(StageInputs):
         summary.activation_seconds = round(self.cache_seconds, 3)
         summary.activation_cut = self.plan.cut.layer
         summary.activation_mb = round(self.cache_bytes / 2**20, 1)
+        summary.activation_pass = self.cache_pass
 
 
 def plan_stage2(
@@ -126,6 +131,13 @@ def plan_stage2(
     if reason is not None:
         return Plan(cut, None, reason, dtype)
     parts, mirror = split_model(model, cut), config.augment.mirror_views
+    frozen = FrozenPass(
+        parts.bottom,
+        frozen_setup(config, strategy),
+        n_images * (2 if mirror else 1),
+        head=parts.top,
+        what="the frozen bottom's activations",
+    )
     # auto computes in float32 first: budget for that
     size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=mirror)
     budget = config.runtime.cache_memory_gb * 2**30
@@ -136,37 +148,41 @@ def plan_stage2(
             f"its activation cache would take {_size(size)}, above "
             f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
         )
-    elif size > free and not (x_pool is not None and _on_disk(parts, x_pool, cut, mirror, config)):
+    elif size > free and not (x_pool is not None and _on_disk(frozen, x_pool, cut, mirror, config)):
         reason = (
             f"its activation cache would take {_size(size)} on disk, more than the "
             f"{_size(free)} free in {cache_dir} (output.cache_dir)"
         )
     if reason is not None:
         return Plan(cut, None, reason, dtype, mirror)
-    return Plan(cut, parts, None, dtype, mirror)
+    return Plan(cut, parts, None, dtype, mirror, frozen)
 
 
-def _on_disk(parts: Parts, x_pool: np.ndarray, cut: Cut, mirror: bool, config: Config) -> bool:
-    """Whether a verified cache of these activations is already on disk."""
-    key = key_parts(parts.bottom, x_pool, cut, mirror=mirror)
-    dtype = config.finetune.activation_dtype
-    return _stored(key, len(x_pool), Path(config.output.cache_dir), dtype) is not None
+def _on_disk(
+    frozen: FrozenPass, x_pool: np.ndarray, cut: Cut, mirror: bool, config: Config
+) -> bool:
+    """Whether a verified cache of these activations, made by the pass asked for, is already
+    on disk."""
+    key = key_parts(frozen.model, x_pool, cut, mirror=mirror)
+    dtype, cache_dir = config.finetune.activation_dtype, Path(config.output.cache_dir)
+    return _stored(key, len(x_pool), cache_dir, dtype, frozen.intended) is not None
 
 
 def _stored(
-    key: dict[str, Any], n_images: int, cache_dir: Path, dtype: str
+    key: dict[str, Any], n_images: int, cache_dir: Path, dtype: str, made_by: str
 ) -> tuple[np.ndarray, Path] | None:
-    """The verified cache of `key_parts` `key` in any dtype `dtype` allows, memory-mapped
-    (stage 2 reads each batch's rows: pipeline.Rows), and its path; None when there is none."""
+    """The verified cache of `key_parts` `key` made by the pass `made_by`, in any dtype `dtype`
+    allows, memory-mapped (stage 2 reads each batch's rows: pipeline.Rows), and its path; None
+    when there is none."""
     for stored in ("float16", "float32") if dtype == "auto" else (dtype,):
-        path = _cache_path(cache_dir, key, stored)
+        path = _cache_path(cache_dir, key, stored, made_by)
         if (acts := load_array(path, n_images, mmap=True)) is not None:
             return acts, path
     return None
 
 
-def _cache_path(cache_dir: Path, key: dict[str, Any], dtype: str) -> Path:
-    return Path(cache_dir) / f"activations-{key_for(key, dtype)}.npy"
+def _cache_path(cache_dir: Path, key: dict[str, Any], dtype: str, made_by: str) -> Path:
+    return Path(cache_dir) / f"activations-{key_for(key, dtype, made_by)}.npy"
 
 
 def _size(n_bytes: float) -> str:
@@ -183,26 +199,34 @@ def free_bytes(folder: Path) -> int:
 
 
 def pool_activations(plan: Plan, x_pool: np.ndarray, cache_dir: Path) -> Pooled:
-    """Activations at the cut for every pool image: from the verified cache, or computed."""
-    assert plan.parts is not None
+    """Activations at the cut for every pool image: from the verified cache, or computed by
+    the plan's frozen pass (looked up under the pass it asks for, then, when its check sends
+    it back to Keras, under Keras's)."""
+    assert plan.parts is not None and plan.frozen is not None
     t0 = time.perf_counter()
+    frozen, n = plan.frozen, len(x_pool)
     parts = key_parts(plan.parts.bottom, x_pool, plan.cut, mirror=plan.mirror)  # hashed once
-    if (found := _stored(parts, len(x_pool), cache_dir, plan.dtype)) is not None:
+    found = _stored(parts, n, cache_dir, plan.dtype, made_by := frozen.intended)
+    if found is None and frozen.build(x_pool) != made_by:
+        found = _stored(parts, n, cache_dir, plan.dtype, made_by := frozen.name)
+    if found is not None:
         acts, path = found
-        return acts, _cache_info("hit", path, acts, t0)
-    acts = infer(plan.parts.bottom, x_pool, label="extracting activations")
+        return acts, _cache_info("hit", path, acts, t0, made_by)
+    acts = frozen(x_pool, label="extracting activations")
     if plan.mirror:  # axis 1: the image's view, its mirror image's
         label = "extracting activations (mirror images)"
-        mirrored = infer(plan.parts.bottom, mirror_images(x_pool), label=label)
+        mirrored = frozen(mirror_images(x_pool), label=label)
         acts = np.stack([acts, mirrored], axis=1)
         del mirrored
     acts, dtype = _narrow(acts, plan.dtype)
-    path = _cache_path(cache_dir, parts, dtype)
+    path = _cache_path(cache_dir, parts, dtype, made_by)
     save_array(path, acts)
-    return acts, _cache_info("miss", path, acts, t0)
+    return acts, _cache_info("miss", path, acts, t0, made_by)
 
 
-def _cache_info(cache: str, path: Path, acts: np.ndarray, t0: float) -> dict[str, Any]:
+def _cache_info(
+    cache: str, path: Path, acts: np.ndarray, t0: float, made_by: str
+) -> dict[str, Any]:
     """What metrics.json records of the cache; the key is the file's (`_cache_path`)."""
     return {
         "cache": cache,
@@ -210,6 +234,7 @@ def _cache_info(cache: str, path: Path, acts: np.ndarray, t0: float) -> dict[str
         "seconds": time.perf_counter() - t0,
         "bytes": int(acts.nbytes),
         "key": path.stem.removeprefix("activations-"),
+        "pass": made_by,
     }
 
 
@@ -254,6 +279,7 @@ def stage2_inputs(
         cache=info["cache"],
         cache_seconds=info["seconds"],
         cache_bytes=info["bytes"],
+        cache_pass=info["pass"],
     )
 
 
@@ -278,14 +304,21 @@ class BackbonePass:
             return None
         return cls(plan, x_pool, cache_dir)
 
-    def features(self) -> np.ndarray:
-        """Stage 1's pooled features, from the activations at the cut (kept for stage 2)."""
+    @property
+    def frozen(self) -> FrozenPass:
+        """The pass over the frozen bottom: it makes the activations, so it keys the features."""
+        assert self.plan.frozen is not None
+        return self.plan.frozen
+
+    def features(self) -> tuple[np.ndarray, str]:
+        """Stage 1's pooled features, from the activations at the cut (kept for stage 2), and
+        the pass that made those activations."""
         assert self.plan.parts is not None
         self.activations = pool_activations(self.plan, self.x_pool, self.cache_dir)
-        acts, top_features = self.activations[0], self.plan.parts.features
+        (acts, info), top_features = self.activations, self.plan.parts.features
         if not self.plan.mirror:
-            return infer(top_features, acts, label="extracting features")
+            return infer(top_features, acts, label="extracting features"), info["pass"]
         # The features of both views, on axis 1, as stage1.py keeps them for a flip.
         labels = ("extracting features", "extracting features (mirror images)")
         views = [infer(top_features, acts[:, v], label=labels[v]) for v in (0, 1)]
-        return np.stack(views, axis=1)
+        return np.stack(views, axis=1), info["pass"]

@@ -150,9 +150,9 @@ def _train_stages(s: Session, built: Built) -> None:
                 compile_model(built.model, config, HEAD, _steps_per_epoch(s))
         s.run_stage(HEAD, inputs, built.model)
         if inputs.on_features and plan is None:  # tested on features, from the same cache
-            assert built.feature_extractor is not None
-            s.test_features, s.test_features_s = features_of_test_images(
-                config, built.feature_extractor, built.weights_used, s.splits.x_test
+            assert inputs.frozen is not None  # the pool's pass over the feature extractor
+            s.test_features, s.test_features_s, s.test_pass = features_of_test_images(
+                config, inputs.frozen, built.weights_used, s.splits.x_test
             )
     _finetune_if_pending(s, built.model, plan, backbone_pass)
 

@@ -1,4 +1,5 @@
-"""Verified on-disk arrays: the one home of every cache file (features, activations).
+"""Verified cache files: the one home of every cache file (features, activations, the converted
+frozen passes of models/frozen.py).
 
 `save_array` writes `NAME.npy` atomically, then a sidecar `NAME.npy.meta.json` (atomically too)
 with the file's SHA-256, size, shape and dtype. `load_array` checks all four before it trusts
@@ -13,21 +14,25 @@ alone about 0.5-0.7 s, a verified memory-mapped load about 0.45 s, a verified fu
 may be memory-mapped (`mmap=True`): the pages just read are the ones mapped, so a large
 activation cache need not be copied into the process.
 
+`save_bytes` and `load_bytes` do the same for a file of bytes (a converted model): the sidecar
+records its SHA-256 and size, both checked before it is read.
+
 Two processes writing the same key write the same bytes; if their files and sidecars cross,
 the next load sees a mismatch and rebuilds once: a cache can cost time, never a wrong array.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import atomic, progress
-from ..errors import short_path
-from ..paths import open_regular, read_text
+from . import atomic, progress
+from .errors import short_path
+from .paths import open_regular, read_text
 
 META_SUFFIX = ".meta.json"
 FORMAT = 1  # the sidecar's layout; another value is "not verifiable", so rebuilt
@@ -96,28 +101,71 @@ def load_array(
 
 
 def verify(path: Path, expect_rows: int | None = None) -> str | None:
-    """Why `path` cannot be trusted (a short reason), or None when it checks out."""
+    """Why the array at `path` cannot be trusted (a short reason), or None when it checks out."""
+    record, why = _checked(path)
+    if why is not None:
+        return why
     try:
-        # a FIFO there: unreadable, not a wait
-        record = atomic.loads_json(read_text(meta_path(path)))
         shape, dtype = tuple(record["shape"]), np.dtype(record["dtype"])
-        size, digest = int(record["bytes"]), str(record["sha256"])
-        if record.get("format") != FORMAT:
-            return "its checksum record has an unknown format"
-    except FileNotFoundError:
-        return "no checksum record beside it"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return "its checksum record is unreadable"
-    actual = path.stat().st_size
-    if actual != size:
-        return f"{'truncated' if actual < size else 'too long'}: {actual} of {size} bytes"
-    if atomic.sha256_file(path) != digest:
-        return "SHA-256 mismatch: the file was altered"
     header = _header(path)
     if header != (shape, dtype):
         return f"its header says {header}, the record {shape} {dtype}"
     if expect_rows is not None and (not shape or shape[0] != expect_rows):
         return f"{shape[0] if shape else 0} rows, expected {expect_rows}"
+    return None
+
+
+def _checked(path: Path, data: bytes | None = None) -> tuple[dict[str, Any], str | None]:
+    """The sidecar's record of `path`, and why the file (or `data`, its bytes already read)
+    does not match it; None when it does."""
+    try:
+        record = atomic.loads_json(read_text(meta_path(path)))  # a FIFO: unreadable, not a wait
+        size, digest = int(record["bytes"]), str(record["sha256"])
+        if record.get("format") != FORMAT:
+            return {}, "its checksum record has an unknown format"
+    except FileNotFoundError:
+        return {}, "no checksum record beside it"
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, "its checksum record is unreadable"
+    actual = path.stat().st_size if data is None else len(data)
+    if actual != size:
+        return record, f"{'truncated' if actual < size else 'too long'}: {actual} of {size} bytes"
+    found = atomic.sha256_file(path) if data is None else hashlib.sha256(data).hexdigest()
+    if found != digest:
+        return record, "SHA-256 mismatch: the file was altered"
+    return record, None
+
+
+def save_bytes(path: str | os.PathLike[str], data: bytes, *, what: str) -> None:
+    """Write `data` to `path` and its sidecar (SHA-256 and size), each atomically; after a
+    corrupt file, the one line that says it was rebuilt names it `what`."""
+    path = Path(path)
+    atomic.write_with(path, lambda tmp: tmp.write_bytes(data))
+    record = {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    atomic.write_json(meta_path(path), record)
+    pending = _pending.pop(path.absolute(), None)
+    if pending is not None:
+        progress.say(f"{what} {short_path(path)} was corrupt ({pending[1]}); rebuilt")
+
+
+def load_bytes(path: str | os.PathLike[str], *, what: str) -> bytes | None:
+    """The bytes at `path` if they are exactly what `save_bytes` wrote, else None (a damaged
+    file's reason is kept for `save_bytes`'s line, as for `load_array`)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open_regular(path, "rb") as f:  # read once, then checked: what is returned is
+            data = f.read()  # what matched
+    except OSError as exc:
+        why: str | None = f"unreadable: {exc}"
+    else:
+        _, why = _checked(path, data)
+        if why is None:
+            return data
+    _pending[path.absolute()] = (what, why or "")
     return None
 
 

@@ -1,0 +1,276 @@
+"""Every frozen forward pass: through XNNPACK (LiteRT) on a CPU when it is exact enough, else Keras.
+
+A frozen pass runs a model whose weights do not change: the backbone's pooled features for
+stage 1, the bottom below stage 2's cut, a saved model on the test images. On a CPU, the same
+model converted to a float32 TFLite flatbuffer and run by XNNPACK (models/litert.py) measured
+1.8-2.5x the images per second of `inference.infer` (issue 29: MobileNetV2 at 96 px, 2 cores).
+
+`FrozenPass` is one model's pass for one run, built on first use:
+
+- **Which**: `runtime.frozen_pass` (`PassSetup.mode`). `keras` is today's pass; `xnnpack` asks
+  for the converted one; `auto` asks for it when the pass covers at least `MIN_IMAGES` images,
+  since converting costs seconds that a small pass would not win back. On a GPU or under
+  `runtime.distribute` the pass is Keras's whatever the mode.
+- **Built once per model**: the flatbuffer is kept in the cache folder as
+  `xnnpack-<key>.tflite` with a verified sidecar (cache.save_bytes). The key is a digest of what
+  the outputs depend on, as the caches' keys are, less the images: every layer's class and
+  settings, every weight, the input shape, the TensorFlow and Keras versions. So the pool, its
+  mirror images and the test images, a second seed, a resumed run and a sweep cell with the
+  same backbone share one conversion.
+- **Checked every time it is built**: on `CHECK_IMAGES` evenly spaced images of the first batch
+  it is asked for, beside the Keras pass. It is used only when the largest difference is at most
+  `TOLERANCE` times the largest value the Keras pass gave there (the features' scale) and the
+  head's top-1 class is the same on every one of them; otherwise one line says why, and the
+  pass is Keras's.
+
+The caller records `FrozenPass.name` ("xnnpack" or "keras") in the cache key of what it made,
+so a cache never mixes the two unawares, and in metrics.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import progress
+from ..cache import load_bytes, save_bytes
+from ..errors import first_line
+from .inference import infer
+
+if TYPE_CHECKING:
+    import keras
+
+    from .litert import Compiled
+
+KERAS, XNNPACK = "keras", "xnnpack"
+MODES = ("auto", KERAS, XNNPACK)
+# Largest |xnnpack - keras| allowed, relative to the largest |keras| value on the checked
+# images. Both passes compute the same float32 graph; only the order of the sums differs
+# (XNNPACK's kernels against oneDNN's), which leaves about 1e-5 of the scale: measured 2-3e-5
+# for MobileNetV2 with the ImageNet weights (its pooled features at 96 px, 1.3e-4 at a scale
+# of 6, and a cut at block 6 or 13), 2e-6 or less for frozen random ResNet50 and VGG16. 1e-3
+# leaves 30x that for other backbones and sizes, while a pass that computes something else (a
+# layer in training mode, other weights, another preprocessing) is off by a sizeable share of
+# the scale. The head's top-1 must also be unchanged on every checked image.
+TOLERANCE = 1e-3
+CHECK_IMAGES = 256
+# `auto` below this many images stays on Keras: converting MobileNetV2 took 9-12 s on the
+# loaded 2-core VM, about what XNNPACK saves on 4,096 images at the issue's rates.
+MIN_IMAGES = 4096
+PREFIX = "xnnpack-"
+WHAT = "converted frozen pass"  # names a damaged file in cache.py's one line
+
+
+@dataclass(frozen=True)
+class PassSetup:
+    """How the frozen passes of one run (or one evaluation) are made."""
+
+    mode: str = "auto"  # runtime.frozen_pass: auto, keras or xnnpack
+    cache_dir: Path | None = None  # where converted models are kept; None: converted each time
+    distributed: bool = False  # a tf.distribute strategy runs the model
+
+    def intended(self, n_images: int) -> str:
+        """The pass asked for, before any conversion or check: XNNPACK or Keras."""
+        if self.mode == KERAS or self.distributed or _has_gpu():
+            return KERAS
+        return XNNPACK if self.mode == XNNPACK or n_images >= MIN_IMAGES else KERAS
+
+
+@dataclass(frozen=True)
+class Check:
+    """The converted pass beside Keras's on the same images."""
+
+    images: int
+    max_abs_diff: float
+    scale: float  # the largest |value| of the Keras outputs
+    top1_changed: int  # images whose top-1 class under the head differs
+
+    @property
+    def passed(self) -> bool:
+        within = self.max_abs_diff <= TOLERANCE * self.scale  # False for NaN
+        return bool(within) and self.top1_changed == 0
+
+    def why(self) -> str:
+        """What failed, as words after "it": the difference, then any top-1 changed."""
+        diff = (
+            f"differs from Keras by up to {self.max_abs_diff:.2e} on {self.images} images "
+            f"(allowed {TOLERANCE:g} x their scale {self.scale:.3g})"
+        )
+        if not self.top1_changed:
+            return diff
+        return f"{diff} and changes the top-1 class of {self.top1_changed} of them"
+
+
+class FrozenPass:
+    """One frozen model's forward pass for a run: XNNPACK when it is asked for and checks out,
+    else `inference.infer`. Built (converted or loaded, then checked) on the first call."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        setup: PassSetup,
+        n_images: int,
+        *,
+        head: keras.Model | None = None,
+        what: str = "the frozen pass",
+    ) -> None:
+        self.model, self.setup, self.head, self.what = model, setup, head, what
+        self.intended = setup.intended(n_images)  # what a cache is looked up under first
+        self.check: Check | None = None
+        self._compiled: Compiled | None = None
+        self._built = self.intended == KERAS  # nothing to build for Keras's pass
+
+    @property
+    def name(self) -> str:
+        """The pass that runs: "xnnpack" or "keras" (once built: `build` or a call)."""
+        if not self._built:
+            raise RuntimeError("FrozenPass.name before the pass was built; call build(x)")
+        return XNNPACK if self._compiled is not None else KERAS
+
+    def build(self, x: np.ndarray) -> str:
+        """Convert (or load) and check on a sample of `x`, once; returns `name`."""
+        if not self._built:
+            self._built = True
+            self._compiled = self._checked(_sample(x)) if len(x) else None
+        return self.name
+
+    def __call__(self, x: np.ndarray, *, label: str | None = None) -> np.ndarray:
+        """The model's outputs for `x`, as float32 numpy; `label` names the progress bar."""
+        self.build(x)
+        if self._compiled is not None:
+            return self._compiled(x, label=label)
+        return infer(self.model, x, label=label)
+
+    def _checked(self, sample: np.ndarray) -> Compiled | None:
+        from .litert import Compiled
+
+        try:
+            compiled = Compiled(flatbuffer(self.model, self.setup.cache_dir))
+            self.check = check(self.model, compiled, sample, self.head)
+        except Exception as exc:  # a converter or runtime that cannot take this graph
+            why = f"it cannot be converted or run ({first_line(exc)})"
+            progress.say(f"note: XNNPACK is off for {self.what}: {why}; Keras runs it")
+            return None
+        if not self.check.passed:
+            progress.say(
+                f"note: XNNPACK is off for {self.what}: it {self.check.why()}; Keras runs it"
+            )
+            return None
+        return compiled
+
+
+def keras_pass(model: keras.Model) -> FrozenPass:
+    """The Keras pass of `model` (today's `infer`), as a FrozenPass."""
+    return FrozenPass(model, PassSetup(KERAS), 0)
+
+
+def flatbuffer(model: keras.Model, cache_dir: Path | None) -> bytes:
+    """The converted model: from `cache_dir` when a verified copy is there, else converted
+    (and kept there)."""
+    from .litert import convert
+
+    if cache_dir is None:
+        return convert(model)
+    path = Path(cache_dir) / f"{PREFIX}{model_key(model)}.tflite"
+    data = load_bytes(path, what=WHAT)
+    if data is None:
+        data = convert(model)
+        save_bytes(path, data, what=WHAT)
+    return data
+
+
+def check(
+    model: keras.Model, compiled: Compiled, sample: np.ndarray, head: keras.Model | None
+) -> Check:
+    """The converted pass and Keras's on `sample`: the largest difference, its scale, and the
+    images whose top-1 class under `head` (the outputs themselves without one) changed."""
+    ref, got = keras_outputs(model, sample), compiled(sample)
+    if got.shape != ref.shape:
+        return Check(len(sample), float("inf"), 0.0, len(sample))
+    if head is not None:  # called eagerly: tracing the head would cost more than running it
+        both = np.concatenate([ref, got])
+        both = np.concatenate(
+            [np.asarray(head(both[i : i + 128], training=False)) for i in range(0, len(both), 128)]
+        )
+        top_ref, top_got = both[: len(ref)].argmax(-1), both[len(ref) :].argmax(-1)
+    else:
+        top_ref, top_got = _flat(ref).argmax(-1), _flat(got).argmax(-1)
+    return Check(
+        images=len(sample),
+        max_abs_diff=float(np.max(np.abs(got - ref))) if ref.size else 0.0,
+        scale=float(np.max(np.abs(ref))) if ref.size else 0.0,
+        top1_changed=int(np.sum(top_ref != top_got)),
+    )
+
+
+def keras_outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """`model(x, training=False)` called eagerly, 64 images at a time: the Keras pass on the
+    check's few images. The same layers as `inference.infer`, without tracing a graph that a
+    checked XNNPACK pass would never run: on 256 images of MobileNetV2 with the ImageNet
+    weights, 0.9 CPU s against infer's 2.2 at 32 px (2.6 against 3.0 at 96 px), the outputs
+    within 1e-5 of infer's relative to their scale."""
+    import tensorflow as tf
+
+    out = [
+        np.asarray(model(tf.cast(x[i : i + 64], tf.float32), training=False), dtype=np.float32)
+        for i in range(0, len(x), 64)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, *model.output_shape[1:]), np.float32)
+
+
+def model_key(model: keras.Model) -> str:
+    """A digest of everything a model's outputs depend on but its inputs (module docstring)."""
+    import keras
+    import tensorflow as tf
+
+    h = hashlib.sha256()
+    parts = {
+        "layers": _structure(model),
+        "input": list(model.input_shape[1:]),
+        "float": "float32",
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    h.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    for w in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        h.update(f"{value.shape}{value.dtype}".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()[:24]
+
+
+def _structure(model: keras.Model) -> list[Any]:
+    """Each layer's class and settings, nested models opened, in order; names left out (Keras
+    numbers unnamed layers per process, so a rebuilt model would not match itself)."""
+    import keras
+
+    out: list[Any] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.append(_structure(layer))
+            continue
+        settings = {k: v for k, v in layer.get_config().items() if k != "name"}
+        out.append([type(layer).__name__, settings])
+    return out
+
+
+def _sample(x: np.ndarray) -> np.ndarray:
+    """`CHECK_IMAGES` evenly spaced images of `x` (all of them when fewer): a fixed sample."""
+    if len(x) <= CHECK_IMAGES:
+        return np.asarray(x)
+    return np.asarray(x[np.linspace(0, len(x) - 1, CHECK_IMAGES).astype(int)])
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1)
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
