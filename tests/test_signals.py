@@ -63,7 +63,9 @@ def commands(w: dict[str, Path], out: Path) -> dict[str, list[str]]:
 def start(tmp: Path, args: list[str]) -> tuple[subprocess.Popen, Path, Path]:
     systmp, err = tmp / "systmp", tmp / "stderr.txt"
     systmp.mkdir(exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(systmp), "CUDA_VISIBLE_DEVICES": ""}
+    # Bytecode written as on a user's machine: Python caches autograph's files beside them.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(TMPDIR=str(systmp), CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([*FMNIST, *args], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
                             stderr=err.open("w"))  # fmt: skip
     return proc, systmp, err

@@ -30,6 +30,7 @@ error.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.abc
 import importlib.util
@@ -43,6 +44,7 @@ from typing import IO, Any
 DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
 _USER_SET = frozenset(name for name in DEFAULTS if name in os.environ)
 VERBOSE_ENV = "FMNIST_VERBOSE"
+AUTOGRAPH = "__autograph_generated_file"  # the prefix of TensorFlow's converted functions
 
 for _name, _value in DEFAULTS.items():
     os.environ.setdefault(_name, _value)
@@ -187,6 +189,20 @@ def hold_stderr() -> Iterator[None]:
                 replay()
 
 
+def drop_autograph_bytecode(folder: str) -> None:
+    """TensorFlow removes its autograph files (`__autograph_generated_file*.py`) from the temp
+    folder at exit, but not the bytecode Python cached for them under `__pycache__`: remove
+    each .pyc whose source is gone, then `__pycache__` itself if that left it empty."""
+    cache = os.path.join(folder, "__pycache__")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(cache):
+            source = os.path.join(folder, name.split(".", 1)[0] + ".py")
+            if name.startswith(AUTOGRAPH) and not os.path.exists(source):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(cache, name))
+        os.rmdir(cache)  # only when empty: another program's cache stays
+
+
 class _QuietLoader(importlib.abc.Loader):
     """Runs TensorFlow's own loader inside `hold_stderr`, then its first device probe."""
 
@@ -197,6 +213,9 @@ class _QuietLoader(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        # Registered before any autograph conversion, so it runs after TensorFlow's own
+        # removers (atexit is last in, first out).
+        atexit.register(drop_autograph_bytecode, tempfile.gettempdir())
         with hold_stderr():
             self.inner.exec_module(module)
             # The CUDA probe (cuInit) prints at the first device use, not at import.
