@@ -48,6 +48,20 @@ def keras_cache(folder: Path, sizes: tuple[int, ...] = (96,)) -> Path:
     return folder
 
 
+def sets(overrides: list[str]) -> list[str]:
+    """`--set` before each override: the command line a user types."""
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS's choice): distributed tests stay on localhost."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def idx_bytes(a: np.ndarray) -> bytes:
     if a.ndim == 4:
         return struct.pack(">IIII", 0x803, len(a), 28, 28) + a.astype(np.uint8).tobytes()

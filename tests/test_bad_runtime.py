@@ -323,7 +323,7 @@ def test_corrupt_feature_cache_is_rebuilt_through_the_cli(world, tmp_path):
 # interpreter's own files may sit where nobody cannot read them, e.g. under /root).
 AS_NOBODY = """
 import os, sys
-import fmnist_tl.cli.app, fmnist_tl.config, fmnist_tl.paths
+import fmnist_tl.cli.app, fmnist_tl.config, fmnist_tl.paths, fmnist_tl.tracking
 from fmnist_tl.cli import main
 if os.geteuid() == 0:
     os.setgid(65534)

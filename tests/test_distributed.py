@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from conftest import SMOKE, outputs
+from conftest import SMOKE, free_port, outputs, sets
 
 FMNIST = str(Path(sys.executable).with_name("fmnist"))
 LIMIT_S = 150  # every process of a test must have ended by then
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for o in items for a in ("--set", o)]
 
 
 def run_all(commands: list[tuple[list[str], dict[str, str], Path]]) -> list[tuple[int, str]]:

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("cli", {"cli"}),
     ("experiments", {"experiments"}),
     ("training", {"training"}),
-    ("components", {"models", "data", "evaluation", "reporting"}),
+    ("components", {"models", "data", "evaluation", "reporting", "tracking"}),
     ("config", {"config"}),
     (
         "base",
@@ -45,6 +45,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "machine",
             "layout",
             "metrics",
+            "lifecycle",
+            "net",
             "cache",
         },
     ),  # fmt: skip

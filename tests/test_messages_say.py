@@ -16,16 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMOKE, cli_fails, one_line, read_only_folder, run_counting_cpu
+from conftest import SMOKE, cli_fails, one_line, read_only_folder, run_counting_cpu, sets
 from test_error_messages import fake_model
 
 from fmnist_tl import errors
 
 FMNIST = [sys.executable, "-m", "fmnist_tl.cli"]
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for s in overrides for a in ("--set", s)]
 
 
 # -- a full disk under output.cache_dir -----------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMOKE, epochs_in, interrupted
+from conftest import SMOKE, epochs_in, interrupted, sets
 from test_training import CNN, saved_backbone
 from typer.testing import CliRunner
 
@@ -49,10 +49,6 @@ EXACT = [
     "model.head.dropout=0",
     "model.cnn.dropout=0",
 ]
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
 
 
 def start_cli(tmp_path: Path, overrides: list[str]) -> tuple[subprocess.Popen, queue.Queue]:

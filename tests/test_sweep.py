@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE, assert_png
+from conftest import SMOKE, assert_png, sets
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
@@ -26,10 +26,6 @@ runner = CliRunner()
 FMNIST = Path(sys.executable).with_name("fmnist")
 GRID = ["--grid", "model.head.units=16,32", "--grid", "train.learning_rate=0.003,0.01"]
 FROZEN = ["model.freeze_backbone=true", "train.epochs=2", "train.patience=null"]
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for o in items for a in ("--set", o)]
 
 
 def studies(root: Path) -> list[Path]:
@@ -205,7 +201,7 @@ def test_interrupted_sweep_resumes_and_each_run_appears_once(tmp_path, isolated)
                 break
             time.sleep(0.05)
         assert state is not None, "no run reached its first epoch in time"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # the same clean stop as Ctrl-C (test_signals.py)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

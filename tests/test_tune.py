@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMOKE, cli_fails, outputs
+from conftest import SMOKE, cli_fails, outputs, sets
 from typer.testing import CliRunner
 
 from fmnist_tl.cli import app
@@ -31,10 +31,6 @@ SPACE = {
     "train.optimizer": ["adam", "sgd"],
 }
 TRIALS = 4
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
 
 
 def search_config(folder: Path, space: dict, *, frozen: bool = True, **tune) -> Path:
@@ -170,7 +166,7 @@ def test_diverged_trial_is_recorded_and_the_search_goes_on(tmp_path, isolated):
     assert [r["status"] for r in rows] == ["ok", "diverged"]
 
 
-def test_ctrl_c_keeps_the_completed_trials(tmp_path, isolated):
+def test_a_stop_signal_keeps_the_completed_trials(tmp_path, isolated):
     config = search_config(tmp_path, SPACE, epochs=1)
     proc = subprocess.Popen(
         [str(FMNIST), "tune", str(config), "--trials", "50", *sets(isolated)],
@@ -185,7 +181,7 @@ def test_ctrl_c_keeps_the_completed_trials(tmp_path, isolated):
             proc.kill()
             pytest.fail("the search ended or hung before its first trial")
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGHUP)  # a closed terminal: the same clean stop as Ctrl-C
     assert proc.wait(timeout=60) == 130
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "Traceback" not in stderr

@@ -2,8 +2,8 @@
 
 The Python API mirrors the CLI: `train(config)`, `finetune(model_path, ...)`, `resume_run(run)`,
 `evaluate(model_path, ...)`, `run_repeated(config, seeds)`, `compare_runs(patterns, ...)`,
-`tune(config, trials)`, `run_sweep(config, grid, seeds)` and `predict_images(model_path, paths)`
-return results; the CLI only prints them.
+`tune(config, trials)`, `run_sweep(config, grid, seeds)`, `predict_images(model_path, paths)`
+and `track_runs(paths)` (finished runs into MLflow) return results; the CLI only prints them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _API = {
     "tune": "experiments.tune.search",
     "export_model": "evaluation.export",
     "run_sweep": "experiments.sweep",
+    "track_runs": "tracking.backfill",
 }
 
 __all__ = ["__version__", *_API]

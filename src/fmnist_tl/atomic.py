@@ -77,6 +77,16 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def loads_json(text: str) -> Any:
+    """JSON as every reader here parses it: a document nested too deep for Python's parser
+    (RecursionError) is a ValueError like any malformed one, so each reader's `except
+    ValueError` (a damaged file: exit 3, or a file to replace) covers it."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)

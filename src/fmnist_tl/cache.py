@@ -24,7 +24,6 @@ the next load sees a mismatch and rebuilds once: a cache can cost time, never a 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def _checked(path: Path, data: bytes | None = None) -> tuple[dict[str, Any], str
     """The sidecar's record of `path`, and why the file (or `data`, its bytes already read)
     does not match it; None when it does."""
     try:
-        record = json.loads(read_text(meta_path(path)))  # a FIFO there: unreadable, not a wait
+        record = atomic.loads_json(read_text(meta_path(path)))  # a FIFO: unreadable, not a wait
         size, digest = int(record["bytes"]), str(record["sha256"])
         if record.get("format") != FORMAT:
             return {}, "its checksum record has an unknown format"

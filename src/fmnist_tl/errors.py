@@ -2,7 +2,8 @@
 
 The exit codes, one per class (README "Exit codes" lists the same; tests/test_exit_codes.py
 checks both agree): 0 success, 1 anything unexpected, 2 `ConfigError`, 3 `DataError`,
-`MissingFileError` (and any `OSError` the CLI meets), 4 `TrainingDiverged`, 130 `Interrupted`.
+`MissingFileError`, `Unreachable` (and any `OSError` the CLI meets), 4 `TrainingDiverged`, 130
+`Interrupted` (and a stop signal anywhere), 141 stdout closed by its reader.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import unicodedata
 SUCCESS = 0
 UNEXPECTED = 1
 OS_FAILURE = 3  # an OSError that reached the CLI: the disk, a path, a permission
+STDOUT_CLOSED = 141  # the reader of stdout left early (`| head`): 128 + SIGPIPE, as for `cat`
 PATH_SHOWN = 160  # characters of a path a message shows: head ... tail
 
 
@@ -229,6 +231,13 @@ class MissingFileError(FmnistError):
     exit_code = 3
 
 
+class Unreachable(FmnistError):
+    """A chief, worker or peer that did not answer within its bound or stopped answering, or a
+    port already in use (exit 3)."""
+
+    exit_code = 3
+
+
 class TrainingDiverged(FmnistError):
     """The loss became NaN or infinite; the last good checkpoint is kept (exit 4)."""
 
@@ -244,7 +253,40 @@ class Interrupted(FmnistError):
 def exit_codes() -> dict[int, list[str]]:
     """Every code the CLI can return, with the failure classes (or cases) behind it."""
     codes: dict[int, list[str]] = {SUCCESS: ["success"], UNEXPECTED: ["unexpected"]}
-    for cls in (ConfigError, DataError, MissingFileError, TrainingDiverged, Interrupted):
+    classes = (ConfigError, DataError, MissingFileError, Unreachable, TrainingDiverged, Interrupted)
+    for cls in classes:
         codes.setdefault(cls.exit_code, []).append(cls.__name__)
     codes[OS_FAILURE].append("OSError")
+    codes[STDOUT_CLOSED] = ["stdout closed"]
     return codes
+
+
+_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk's failures a library may wrap
+_PATH_IN_TEXT = re.compile(r"(?<![\w.])(/[^\s:;,'\"()\[\]{}]+)")
+
+
+def disk_failure(
+    exc: BaseException, path: str | os.PathLike[str] | None = None
+) -> MissingFileError | None:
+    """A library's failure that is the disk's (full, over quota, read-only), worded as
+    `os_failure` words an OSError and naming `path` (else the path the message names); None
+    for any other failure.
+
+    Libraries wrap the OSError (h5py, Keras's saving) or keep only its text (TensorFlow's C++
+    file writers raise tf.errors.*Error "...: No space left on device"), so the cause chain
+    and the messages are both read.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK:
+            return os_failure(current, path)
+        text = str(current)
+        for code in _DISK:
+            if os.strerror(code).lower() in text.lower():
+                found = _PATH_IN_TEXT.search(text)
+                where = path if path is not None else (found.group(1) if found else None)
+                return os_failure(OSError(code, os.strerror(code), where), where)
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,7 +1,8 @@
 """The names of the files fmnist writes, spelled here and nowhere else.
 
 A run folder's files are reached through `RunPaths` (training.runfolder.RunFolder, which writes
-them, is one); what output.dir publishes, and a repeat group's files, are named beside it. The
+them, is one); what output.dir publishes, and a repeat group's, a sweep's and a search's files,
+are named beside it. The
 readers below training (comparisons, evaluation, the config beside a model) use the same
 names, so a renamed file is one edit.
 """
@@ -26,6 +27,15 @@ SCRATCH = (LAST, LAST_HEAD, BEST_HEAD)  # per-epoch files, deleted when the run 
 
 REPEAT_JSON = "repeat.json"  # a repeat group folder: its runs and their mean ± std
 REPEAT_MD = "repeat.md"
+STUDY_JSON = "study.json"  # a sweep's study folder: its cells, runs and mean ± std
+STUDY_MD = "study.md"
+PLOT_ACCURACY = "study_accuracy.png"
+PLOT_COST = "study_cost.png"
+LEADERBOARD = "leaderboard.json"  # a search's folder: every trial, best first
+LEADERBOARD_MD = "leaderboard.md"
+BEST_CONFIG = "best.yaml"  # the base config with the best trial's values
+TRACKING_SKIP = ("mlartifacts", "mlruns", "keras_tuner")  # folders of MLflow's and Keras
+# Tuner's own, holding copies of run files: never taken for runs (`fmnist track` walks past)
 
 PUBLISHED = ("best", "latest")  # what a run with output.update_best publishes in output.dir
 PUBLISHED_SUFFIXES = (".keras", ".config.yaml", ".json")  # the model, its config, its record

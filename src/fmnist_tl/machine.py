@@ -90,3 +90,28 @@ class Clock:
     @classmethod
     def now(cls) -> Clock:
         return cls(time.perf_counter(), cpu_seconds())
+
+
+def project_commit() -> tuple[str, bool] | None:
+    """The git commit of the fmnist-tl checkout this code runs from, and whether its tracked
+    files differ from it; None for an installed copy (no checkout) or without git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]  # src/fmnist_tl/machine.py -> the checkout
+    if not (root / "pyproject.toml").is_file() or not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+        )
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip())
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit, dirty

@@ -7,7 +7,6 @@ dicts. Stage names are the constants below.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -166,6 +165,7 @@ class RunMetrics:
     # process's life up to metrics.json), cpu_s (the process's CPU seconds, which count
     # earlier runs when one process trains several), sitting_cpu_s.
     timings: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None  # with output.tracking: mlflow, the run's MLflow run
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -178,6 +178,8 @@ class RunMetrics:
         order += ("test_pass",)
         order += ("stages", "wall_time_s")
         order += ("log_dir", "data", "runtime", "versions", "machine", "timings")
+        if self.mlflow_run_id is not None:  # tracking off: no key at all
+            order += ("mlflow_run_id",)
         return {k: d[k] for k in order}
 
     @classmethod
@@ -212,7 +214,7 @@ class RunMetrics:
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
         try:
-            raw = json.loads(read_text(path))
+            raw = atomic.loads_json(read_text(path))
         except (OSError, ValueError) as exc:
             raise MissingFileError(f"{path}: unreadable ({exc})") from None
         if not isinstance(raw, dict):

@@ -83,10 +83,12 @@ def quiet_process() -> None:
         return
     sys.stderr.flush()
     held = tempfile.TemporaryFile()  # noqa: SIM115  (held for the rest of the process)
-    os.dup2(held.fileno(), 2)
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     terminal = open(real, "w", encoding=encoding, errors="backslashreplace", buffering=1)  # noqa: SIM115
+    # `terminal()` names the user's stderr before fd 2 moves: a stop signal in between still
+    # says its line where the user sees it.
     _quiet.update(terminal=terminal, held=held)
+    os.dup2(held.fileno(), 2)
 
 
 def terminal() -> IO[str]:
@@ -157,7 +159,7 @@ def replay() -> None:
 @contextlib.contextmanager
 def hold_stderr() -> Iterator[None]:
     """Point fd 2 at a temp file for the block; keep what it got, write it out if the block
-    fails. A no-op when verbose, or when there is no fd 2 to redirect."""
+    fails (not when a stop signal ends it). A no-op when verbose, or without an fd 2."""
     if verbose():
         yield
         return
@@ -172,7 +174,7 @@ def hold_stderr() -> Iterator[None]:
         failed = False
         try:
             yield
-        except BaseException:
+        except Exception:  # not a stop signal's KeyboardInterrupt: that is no failure to show
             failed = True
             raise
         finally:

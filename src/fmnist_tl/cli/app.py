@@ -64,6 +64,7 @@ for command in (
     study_commands.sweep,
     model_commands.evaluate,
     study_commands.compare,
+    study_commands.track,
     model_commands.predict,
     model_commands.export,
 ):

@@ -1,6 +1,7 @@
 """How the results of many runs print on the terminal: a comparison (and its --diff), a sweep's
-study and its per-run line, a tune search and its per-trial line. Nothing here computes or
-writes a result (comparison.md, study.md and leaderboard.md are written where they are made).
+study and its per-run line, a tune search and its per-trial line, what `fmnist track`
+recorded. Nothing here computes or writes a result (comparison.md, study.md and
+leaderboard.md are written where they are made).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from ..experiments.tune.leaderboard import TuneResult
     from ..records import TrialRecord
     from ..reporting.rows import Comparison
+    from ..tracking.backfill import TrackReport
 
 TOP_TRIALS = 10  # the terminal shows the best ten; leaderboard.md lists every trial
 
@@ -164,3 +166,21 @@ def _tune_table(tune_id: str, board: dict[str, Any]) -> Table:
             escape(values),
         )
     return table
+
+
+def print_tracked(out: Console, report: TrackReport) -> None:
+    """`fmnist track`: a line per run, study or trial, then the counts and how to look."""
+    width = max(len(i.what) for i in report.items)
+    for item in report.items:
+        mlflow = f"  (MLflow run {item.run_id})" if item.run_id else ""
+        say(out, f"{item.what:<{width}}  {item.kind:<6}  {item.name}{mlflow}")
+    counts = [
+        f"{n} {what}"
+        for what in ("recorded", "completed", "already recorded", "unfinished")
+        if (n := report.count(what))
+    ]
+    say(out, ", ".join(counts) + f" in {', '.join(report.stores)}")
+    if report.count("unfinished"):
+        say(out, "unfinished runs are recorded once they end: fmnist train --resume RUN")
+    for store in report.stores:
+        say(out, f"open them with: mlflow ui --backend-store-uri {store}")

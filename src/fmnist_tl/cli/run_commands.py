@@ -9,6 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from ..paths import check_data_dir, check_model_file, check_run_outputs
+from ..training.runtime import check_environment
 from . import render
 from .common import SetOption, err, handle_errors, out, say
 
@@ -105,8 +106,11 @@ def finetune(
     """Fine-tune a saved model (stage 2 only) with the config saved beside it; new run."""
     if model is not None:  # before TensorFlow loads: the model file, its config, the options
         from ..config.loading import finetune_config
+        from ..tracking import require
 
-        finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        cfg = finetune_config(check_model_file(model), unfreeze_from, epochs, learning_rate, set_)
+        require(cfg.output)
+        check_environment(cfg)
     from ..training.trainer import finetune as run_finetune
 
     result = run_finetune(
@@ -121,20 +125,27 @@ def finetune(
 
 def _check_resumable(run: str, root: str) -> None:
     """The run folder, its state and its config, as resume_run reads them, without TensorFlow."""
+    from ..tracking import require
     from ..training.runfolder import RunFolder
 
     folder = RunFolder.find(run, root)
     folder.load_resumable()
-    folder.read_config()
+    config = folder.read_config()
+    require(config.output)
+    check_environment(config)
 
 
 def _check_run_paths(cfg: Config) -> None:
-    """The data folder, a teacher model and the output folders a run writes, before TensorFlow
-    loads."""
+    """The data folder, a teacher model, the output folders a run writes, TF_CONFIG and MLflow
+    when tracking is asked for, before TensorFlow loads."""
+    from ..tracking import require
+
     check_data_dir(cfg.data.dir)
     if cfg.train.teacher is not None:
         check_model_file(cfg.train.teacher, key="train.teacher")
     check_run_outputs(cfg.output)
+    require(cfg.output)
+    check_environment(cfg)
 
 
 def _runs_root(

@@ -1,16 +1,18 @@
-"""`fmnist tune`, `fmnist sweep` and `fmnist compare`: experiments of many runs, and runs side
-by side."""
+"""`fmnist tune`, `fmnist sweep`, `fmnist compare` and `fmnist track`: experiments of many
+runs, runs side by side, and runs recorded in MLflow."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..experiments import ktdist
 from ..paths import check_run_outputs
 from . import render_studies
-from .common import ConfigArg, SetOption, handle_errors, out
+from .common import ConfigArg, JsonOption, SetOption, handle_errors, out, print_json
 
 
 @handle_errors
@@ -29,7 +31,10 @@ def tune(
     cfg = load_config(config, set_)
     check_search(cfg, trials)  # before importing TensorFlow
     check_run_outputs(cfg.output, publish=False)
-    from .. import progress
+    ktdist.prepare(cfg.runtime)  # Keras Tuner's variables; the chief's port; a worker's chief
+    from .. import progress, tracking
+
+    tracking.require(cfg.output)
     from ..experiments.tune.search import tune as run_tune
 
     with progress.task("tune trials", trials or cfg.tune.trials, unit="trial") as advance:
@@ -69,6 +74,7 @@ def sweep(
     from ..experiments.sweep import plan_sweep
 
     plan = plan_sweep(load_config(config, set_), grid, seeds, max_runs)  # before TensorFlow
+    ktdist.prepare(plan.base.runtime)  # Keras Tuner's variables; the chief's port; its chief
     from .. import progress
     from ..experiments.sweep import sweep as run_sweep
 
@@ -119,3 +125,38 @@ def compare(
 
     comparison = compare_runs(runs, root=root, out_dir=out_dir, diff=diff, include=include or [])
     render_studies.print_comparison(out, comparison)
+
+
+@handle_errors
+def track(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders, repeat groups, sweep or tune folders, or folders holding them.",
+            show_default=False,
+            metavar="PATH",
+        ),
+    ],
+    uri: Annotated[
+        str | None,
+        typer.Option(
+            help="The MLflow store: sqlite:///PATH or a server's http://HOST:PORT.",
+            show_default="each run's output.tracking_uri, else sqlite:///<folder>/mlflow.db",
+        ),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="The MLflow experiment.", show_default="output.experiment or name"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record finished runs, repeat groups, sweeps and searches in MLflow from their files, as
+    output.tracking: mlflow records them; run it again and nothing is recorded twice."""
+    from ..tracking.backfill import check_uri, track_runs
+
+    check_uri(uri)
+    report = track_runs(runs, uri=uri, experiment=experiment)
+    if as_json:
+        print_json([dataclasses.asdict(i) for i in report.items])
+        return
+    render_studies.print_tracked(out, report)

@@ -40,6 +40,8 @@ MAX_PENALTY = 1.0  # an L2 factor or weight decay above 1 outweighs the loss its
 MAX_CACHE_GB = 1_024.0  # runtime.cache_memory_gb: more than any machine here holds
 MAX_STEPS_PER_EXECUTION = 1_024  # batches per Keras call; past this the saved overhead is nil
 MAX_TRIALS = 1_000  # each trial trains a model; a larger random search is a different tool
+# runtime.peer_wait_s and peer_lost_s: a day; a longer wait for a peer is a hang by another name.
+MAX_WAIT_S = 86_400
 # Run folders are <name>-<YYYYmmdd-HHMMSS>[-k]: 100 bytes of name keeps them far below the
 # 255-byte file-name limit of Linux, macOS and Windows file systems.
 MAX_NAME_BYTES = 100
@@ -133,6 +135,40 @@ def _check_name(value: str) -> str:
 NAME_RULE = f"a name: up to {MAX_NAME_BYTES} bytes, printable, no / or \\, not starting with '.'"
 Name = Annotated[
     str, BeforeValidator(_number_as_text), AfterValidator(_check_name), Allowed(NAME_RULE)
+]
+
+MAX_LABEL = 250  # an experiment name: MLflow's own limit is far above a name one can read
+
+
+def _check_uri(value: str) -> str:
+    """A tracking store: scheme://... (sqlite:///x.db, http://host:5000) or `databricks`."""
+    head, sep, _ = value.partition(":")
+    scheme = head.replace("+", "").replace("-", "").replace(".", "")
+    if value.strip() != value or not (value == "databricks" or (sep and scheme.isalnum())):
+        raise PydanticCustomError(
+            "not_uri", "a URI with a scheme is needed, e.g. sqlite:///runs/mlflow.db"
+        )
+    return _check_path(value)
+
+
+def _check_label(value: str) -> str:
+    if not value.strip() or not value.isprintable() or len(value) > MAX_LABEL:
+        raise PydanticCustomError(
+            "bad_label", f"printable text of 1 to {MAX_LABEL} characters is needed"
+        )
+    return value
+
+
+Uri = Annotated[
+    str,
+    AfterValidator(_check_uri),
+    Allowed("a URI: sqlite:///PATH, postgresql://..., http://HOST:PORT or databricks"),
+]
+Label = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    AfterValidator(_check_label),
+    Allowed(f"printable text, up to {MAX_LABEL} characters"),
 ]
 
 

@@ -27,6 +27,7 @@ from .space import search_space
 
 Overrides = Sequence[str] | Mapping[str, Any]
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *anchor`: merged keys may be overridden
+MAX_DEPTH = 64  # collections in collections; the deepest key path of a config is 4
 # Read before parsing: the largest config here is 4 KiB; a tune.space or sweep grid of
 # thousands of values still fits, and a huge file is refused before YAML holds it in memory.
 MAX_CONFIG_BYTES = 2**20
@@ -46,17 +47,42 @@ class DuplicateKey(yaml.YAMLError):
         return f"{what} {'.'.join(self.path)!r} is written twice{where}; {fix}"
 
 
+class TooDeep(yaml.YAMLError):
+    """Collections nested deeper than MAX_DEPTH: every step after the parser (composing,
+    checking, validating, copying) recurses, so Python's stack would give out first."""
+
+    def __init__(self, mark: Any) -> None:
+        self.line = mark.line + 1 if mark is not None else None
+        super().__init__(self.words())
+
+    def words(self) -> str:
+        where = f" at line {self.line}" if self.line else ""
+        return f"nested deeper than {MAX_DEPTH} levels{where}; a config is a few levels deep"
+
+
 class StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key written twice in one mapping, at any depth.
+    """yaml.SafeLoader that refuses a key written twice in one mapping, at any depth, and
+    collections nested deeper than MAX_DEPTH.
 
     The check runs on the composed node tree, before construction and before `<<` merges
     are flattened, so a merged key that a mapping overrides is not a duplicate.
     """
 
+    depth = 0
+
     def compose_document(self) -> Any:
         node = super().compose_document()
         _check_duplicates(node, [], set())
         return node
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _check_duplicates(node: yaml.Node, path: list[str], seen: set[int]) -> None:
@@ -189,6 +215,7 @@ def load_config(
     config = validate(raw, source, labels)
     if config.output.name is None:
         _name_from_file(config, Path(path).stem if path is not None else "default", source)
+    config.output.pin_tracking()  # where tracking goes is saved with the run
     return config
 
 
@@ -243,8 +270,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                 "than any config; pass the path to a YAML config"
             )
         data = yaml.load(raw.decode("utf-8"), Loader=StrictLoader)
-    except DuplicateKey as exc:
+    except (DuplicateKey, TooDeep) as exc:
         raise ConfigError(f"{path}: {exc.words()}") from None
+    except RecursionError:  # aliases can nest what the composer saw shallow
+        raise ConfigError(f"{path}: {TooDeep(None).words()}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -329,5 +358,7 @@ def _yaml_scalar(text: str, label: str) -> Any:
         return yaml.load(text, Loader=StrictLoader) if text.strip() else None
     except DuplicateKey as exc:
         raise ConfigError(f"{label}: {exc.words(lines=False)}") from None
+    except (TooDeep, RecursionError):
+        raise ConfigError(f"{label}: {TooDeep(None).words()}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{label}: cannot parse the value {text!r}") from None

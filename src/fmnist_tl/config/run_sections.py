@@ -1,10 +1,11 @@
-"""The config's sections of how runs run: where results go (output), how a run uses the machine
-(runtime), and the studies that make many runs (tune, sweep). Each key's default, bounds and
-one-line meaning, as in sections.py.
+"""The config's sections of how runs run: where results go (output, MLflow tracking included),
+how a run uses the machine (runtime), and the studies that make many runs (tune, sweep). Each
+key's default, bounds and one-line meaning, as in sections.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import field_validator
@@ -14,15 +15,19 @@ from .fields import (
     MAX_EPOCHS,
     MAX_STEPS_PER_EXECUTION,
     MAX_TRIALS,
+    MAX_WAIT_S,
     Bool,
     Float,
     Int,
+    Label,
     Name,
     PathText,
+    Uri,
 )
 from .sections import _key, _Section
 
 MAX_RUNS_PER_CELL = 100  # sweep.seeds: a mean over 100 seeds is already tight
+TRACKING_DB = "mlflow.db"  # the default tracking store, a SQLite file in output.dir
 
 
 class OutputConfig(_Section):
@@ -35,6 +40,23 @@ class OutputConfig(_Section):
     cache_dir: PathText = _key(
         ".cache/features", "frozen-backbone features, keyed by what they depend on"
     )
+    # MLflow is an optional extra (pip install -e '.[mlflow]'); off, nothing imports it.
+    tracking: Literal["none", "mlflow"] = _key("none", "record runs and studies: none or mlflow")
+    tracking_uri: Uri | None = _key(
+        None, "MLflow store (database or server); null = sqlite:///<dir>/mlflow.db"
+    )
+    experiment: Label | None = _key(None, "MLflow experiment; null = output.name")
+    tracking_model: Bool = _key(False, "also log best.keras to MLflow (tens of MB a run)")
+
+    def store(self) -> str:
+        """tracking_uri, else a SQLite file in output.dir (absolute: the same from anywhere)."""
+        return self.tracking_uri or f"sqlite:///{Path(self.dir).resolve() / TRACKING_DB}"
+
+    def pin_tracking(self) -> None:
+        """With tracking on, write the store and experiment into the config (saved with each
+        run), so a sweep's runs and a resumed run go on where their study or run began."""
+        if self.tracking != "none":
+            self.tracking_uri, self.experiment = self.store(), self.experiment or self.name
 
 
 class RuntimeConfig(_Section):
@@ -49,6 +71,16 @@ class RuntimeConfig(_Section):
     cache_memory_gb: Float = _key(
         6.0, "memory a stage-2 activation cache may take (GiB)", gt=0.0, le=MAX_CACHE_GB
     )
+    # Distributed waits (a Keras Tuner worker for its chief, the chief for its workers, a
+    # multi_worker process for its peers) are announced, bounded by these, and interruptible.
+    peer_wait_s: Int = _key(
+        600, "seconds a distributed process waits for its chief, workers or peers; then exit 3",
+        ge=1, le=MAX_WAIT_S,
+    )  # fmt: skip
+    peer_lost_s: Int = _key(
+        30, "seconds the chief or a worker may stay silent before it counts as gone (exit 3)",
+        ge=1, le=MAX_WAIT_S,
+    )  # fmt: skip
     # auto: XNNPACK on a CPU for a pass of 4,096 images or more, checked against Keras before use
     # (models/frozen.py); a GPU or runtime.distribute always runs Keras's pass.
     frozen_pass: Literal["auto", "keras", "xnnpack"] = _key(

@@ -3,10 +3,11 @@
 Every export is loaded back with its own runtime (`tf.saved_model.load`, `tf.lite.Interpreter`,
 `onnxruntime`) and run on real Fashion-MNIST test images before it is moved into place; its
 probabilities must match the Keras model's within `TOLERANCE`, with the same top-1 on every
-image (float32) or on `MIN_TOP1` of them (quantized TFLite). It is written into a hidden folder
-beside the target and renamed into place only after that check, so a failed export leaves
-nothing behind. TensorFlow, Keras and the ONNX tools are imported inside the functions:
-`fmnist --help` must not load them.
+image (float32) or on `MIN_TOP1` of them (quantized TFLite): export_check.py. It is written
+into a hidden folder beside the target and renamed into place only after that check, so a
+failed (or interrupted) export leaves nothing behind; a full disk is exit 3 naming the target.
+TensorFlow, Keras and the ONNX tools are imported inside the functions: `fmnist --help` must
+not load them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, FmnistError, MissingFileError, first_line, os_failure, short_path
+from ..errors import (
+    ConfigError,
+    FmnistError,
+    MissingFileError,
+    disk_failure,
+    first_line,
+    os_failure,
+    short_path,
+)
 from ..paths import check_model_file
 from ..tfenv import hold_stderr
 from .export_check import ParityCheck, check_export, failure
@@ -180,7 +189,8 @@ def _size(path: Path) -> int:
 
 
 def _convert(model: keras.Model, fmt: str, quantize: str, path: Path, tmp: Path) -> None:
-    """Write the export to `path`; a converter's failure becomes one line (exit 1)."""
+    """Write the export to `path` (in `tmp`, beside the target); a converter's failure is one
+    line: a full or read-only disk exit 3 naming the target, anything else exit 1."""
     model = for_inference(model)
     try:
         with hold_stderr():  # converters log to fd 2 from C++; kept unless the block fails
@@ -192,7 +202,9 @@ def _convert(model: keras.Model, fmt: str, quantize: str, path: Path, tmp: Path)
                 _write_onnx(model, path)
     except FmnistError:
         raise
-    except Exception as exc:  # converters raise many types (unsupported op, bad graph)
+    except Exception as exc:  # converters raise many types (unsupported op, bad graph, disk)
+        if (disk := disk_failure(exc, tmp.parent / path.name)) is not None:
+            raise disk from None
         raise FmnistError(f"{fmt} export failed: {first_line(exc)}; nothing was written") from None
 
 

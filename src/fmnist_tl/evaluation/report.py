@@ -5,7 +5,6 @@ report of another test setup."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def report_path(model_path: Path, setup: dict[str, Any]) -> Path:
     """
     own = model_path.parent / EVALUATION
     try:
-        held = json.loads(read_text(own))
+        held = atomic.loads_json(read_text(own))
     except (OSError, ValueError):
         return own  # nothing to keep (or nothing readable): the report goes here
     if not isinstance(held, dict):
@@ -156,7 +155,7 @@ def model_run_id(model_path: Path) -> str:
     if (model_path.parent / CONFIG).is_file():
         return model_path.parent.name
     try:
-        record = json.loads(read_text(model_path.with_suffix(".json")))
+        record = atomic.loads_json(read_text(model_path.with_suffix(".json")))
     except (OSError, ValueError):
         return model_path.name
     run = record.get("run_id") if isinstance(record, dict) else None

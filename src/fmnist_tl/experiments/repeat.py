@@ -8,7 +8,8 @@ once per seed (each a normal run folder under output.dir) and writes a group fol
     <output.dir>/<name>-x<N>-<timestamp>/repeat.md     (the same numbers as a Markdown table)
 
 Plan (the seeds, checked) -> run each (a normal `train`) -> summarise (the group folder, written
-only after every run finished, so it never names a missing run).
+only after every run finished, so it never names a missing run). With output.tracking, the
+group is a parent MLflow run, each seed's run its child, the mean ± std its metrics.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
+from .. import atomic, tracking
 from ..config import Config
 from ..layout import REPEAT_JSON, REPEAT_MD
 from ..paths import fresh_folder
@@ -102,6 +103,7 @@ class RepeatPlan:
 
 def plan_repeat(config: Config, seeds: Sequence[int]) -> RepeatPlan:
     """Two or more distinct seeds, checked before any training (ConfigError)."""
+    tracking.require(config.output)
     return RepeatPlan(config, check_seeds(seeds))
 
 
@@ -120,14 +122,19 @@ def run_repeated(
     """
     plan = plan_repeat(config, seeds)
     per_run = []
-    for i, seed in enumerate(plan.seeds):
-        result = train(plan.run_config(seed))
-        m = result.metrics
-        scores = (float(m.test.accuracy), float(m.test.loss), float(m.wall_time_s))
-        per_run.append(RepeatRun(result.run_id, seed, *scores))
-        if on_run is not None:
-            on_run(i, seed, result)
-    return summarise(plan, per_run)
+    name = f"{config.output.name}-x{len(plan.seeds)}"
+    with tracking.study(config, "repeat", name, varying=["seed"]) as study:  # seeds: children
+        for i, seed in enumerate(plan.seeds):
+            with study.child({"fmnist.seed": seed}):
+                result = train(plan.run_config(seed))
+            m = result.metrics
+            scores = (float(m.test.accuracy), float(m.test.loss), float(m.wall_time_s))
+            per_run.append(RepeatRun(result.run_id, seed, *scores))
+            if on_run is not None:
+                on_run(i, seed, result)
+        summary = summarise(plan, per_run)
+        study.done(**tracking.repeat_summary(summary.group_dir))
+    return summary
 
 
 def summarise(plan: RepeatPlan, per_run: list[RepeatRun]) -> RepeatSummary:

@@ -11,7 +11,6 @@ the README's table is generated, and a test checks it still is.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -64,7 +63,7 @@ def add_record(source: Path, dest: Path) -> list[Path]:
 
 def _add_report(source: Path, dest: Path) -> Path:
     try:
-        members = json.loads(read_text(source)).get("members")
+        members = atomic.loads_json(read_text(source)).get("members")
     except (OSError, ValueError, AttributeError) as exc:
         raise MissingFileError(f"{short_path(source)}: unreadable ({exc})") from None
     if not members:
@@ -147,6 +146,8 @@ def _table(root: Path, table: str) -> dict[str, Any]:
         spec = yaml.safe_load(read_text(root / ROWS)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise MissingFileError(f"{short_path(root / ROWS)}: unreadable ({exc})") from None
+    except RecursionError:
+        raise MissingFileError(f"{short_path(root / ROWS)}: nested too deeply to read") from None
     found = (spec.get("tables") or {}).get(table)
     if not found or not found.get("rows"):
         raise ConfigError(f"{short_path(root / ROWS)}: no table {table!r} with rows")
@@ -221,7 +222,11 @@ def ensemble_table(root: Path, table: str) -> str:
     header += ["training: wall s", "training: CPU s"]
     lines = [markdown_row(header), "|" + "---|" * len(header)]
     for row in _table_spec(root, table):
-        report = json.loads(read_text(root / row["ensemble"]))
+        try:
+            report = atomic.loads_json(read_text(root / row["ensemble"]))
+        except (OSError, ValueError) as exc:
+            path = short_path(root / row["ensemble"])
+            raise MissingFileError(f"{path}: unreadable ({exc})") from None
         alone = [m["accuracy"] for m in report["members"]]
         ids = [Path(m["model"]).parent.name for m in report["members"]]
         trained = [runs.get(i) for i in ids]

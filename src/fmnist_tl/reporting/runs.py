@@ -7,13 +7,13 @@ group's repeat.json, whose mean ± sample std is recomputed from its member runs
 from __future__ import annotations
 
 import glob
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import loads_json
 from ..errors import MissingFileError
 from ..layout import CONFIG, METRICS, REPEAT_JSON
 from ..paths import read_text
@@ -85,7 +85,7 @@ def _match(patterns: list[str], root: Path) -> list[Path]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(read_text(path))
+        data = loads_json(read_text(path))
     except (OSError, ValueError) as exc:
         raise MissingFileError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(data, dict):
@@ -178,7 +178,7 @@ def config_of(members: list[Path]) -> dict[str, Any]:
     try:
         text = read_text(members[0] / CONFIG)
         raw = yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, RecursionError):
         raw = {}
     if len(members) > 1:
         raw.pop("seed", None)

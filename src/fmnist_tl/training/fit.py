@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import keras
@@ -78,6 +78,7 @@ class FitOutcome:
     summary: StageSummary
     diverged: Divergence | None
     stopped: bool  # a SIGINT/SIGTERM asked for a stop; the unfinished epoch is dropped
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the stage's history rows
 
 
 def monitor_for(config: Config, has_val: bool) -> str:
@@ -155,7 +156,8 @@ def fit_stage(
     seconds = prior_seconds + time.perf_counter() - t0
     rows = history.stage_rows(stage)
     summary = stage_summary(stage, rows, monitor, seconds, len(d.x_train))
-    return FitOutcome(summary, _divergence(guard, model), stopped or bool(signals.requested))
+    stopped = stopped or bool(signals.requested)
+    return FitOutcome(summary, _divergence(guard, model), stopped, rows)
 
 
 def _callbacks(

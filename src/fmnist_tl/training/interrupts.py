@@ -1,67 +1,51 @@
-"""SIGINT/SIGTERM during training: stop at a safe point instead of dying mid-write."""
+"""SIGINT, SIGTERM or SIGHUP during training: stop at a safe point instead of dying mid-write."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import threading
 from typing import Any
 
 import keras
 
-from ..tfenv import terminal
+from .. import lifecycle
 
 
 class StopRequested(Exception):
-    """Raised between batches after SIGINT/SIGTERM: leave `fit` without finishing the epoch."""
+    """Raised between batches after a stop signal: leave `fit` without finishing the epoch."""
 
 
 class StopSignals:
-    """While a run trains: the first SIGINT/SIGTERM asks for a stop at a safe point.
+    """While a run trains: the first SIGINT/SIGTERM/SIGHUP asks for a stop at a safe point.
 
-    While `defer` is set (fit.fit_stage sets it around `fit`; a tune keeps it set for the whole
-    search) the handler only sets `requested` (never interrupting a write) and
-    `StopAtSafePoint` acts on it between batches. Otherwise (loading, feature
-    extraction, evaluation) there is nothing to wait for, and a second signal means "now":
-    both raise KeyboardInterrupt at once, which atomic writes survive. Python drops an
-    exception raised while a weakref callback or `__del__` runs (printing "Exception
-    ignored"), so callers also check `requested` at their own safe points.
+    The handler is lifecycle's, the same in every command (the CLI installs it for the whole
+    process; here it is installed for the block if it is not yet). While `defer` is set
+    (fit.fit_stage sets it around `fit`; a tune keeps it set for the whole search) a signal only
+    sets `requested` (never interrupting a write) and `StopAtSafePoint` acts on it between
+    batches. Otherwise (loading, feature extraction, evaluation) there is nothing to wait for,
+    and a second signal means "now": both raise KeyboardInterrupt at once, which atomic writes
+    survive. Python drops an exception raised while a weakref callback or `__del__` runs
+    (printing "Exception ignored"), so callers also check `requested` at their own safe points.
     """
 
     def __init__(self) -> None:
         self.requested: str | None = None
         self.defer = False
-        self._old: dict[int, Any] = {}
+        self._installed = False
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
+        self._installed = lifecycle.install()
+        lifecycle.push(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        lifecycle.pop(self)
+        if self._installed:
+            lifecycle.uninstall()
+            self._installed = False
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.requested or not self.defer:
-            self.requested = self.requested or name
-            raise KeyboardInterrupt
-        self.requested = name
-        # os.write, not print: a handler may run while the main thread is writing to stderr.
-        message = f"\n{name}: stopping at the end of this batch (send it again to stop at once)\n"
-        with contextlib.suppress(OSError, ValueError):
-            os.write(_terminal_fd(), message.encode())
-
-
-def _terminal_fd() -> int:
-    """The user's stderr as a file descriptor (fd 2 where the stream has none, as in tests)."""
-    try:
-        return terminal().fileno()
-    except (OSError, ValueError):
-        return 2
+    def act(self) -> None:
+        """A pending request is acted on now: the clean stop begins, later signals wait."""
+        if self.requested:
+            lifecycle.begin(self.requested)
 
 
 class StopAtSafePoint(keras.callbacks.Callback):
@@ -73,8 +57,10 @@ class StopAtSafePoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.signals.requested:
+            self.signals.act()
             raise StopRequested  # the unfinished epoch is dropped; resume runs it again
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.signals.requested:  # arrived during validation or saving: the epoch is done
+            self.signals.act()
             self.model.stop_training = True

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,7 +83,7 @@ def publish(run: RunPaths, accuracy: float, setup: dict[str, Any]) -> str:
 def read_record(path: Path) -> dict[str, Any] | None:
     """best.json / latest.json, or None where it is missing or damaged (then replaced)."""
     try:
-        raw = json.loads(read_text(path))
+        raw = atomic.loads_json(read_text(path))
     except (OSError, ValueError):
         return None
     ok = isinstance(raw, dict) and isinstance(raw.get("test_accuracy"), int | float)

@@ -1,7 +1,8 @@
 """The end of a run: the best checkpoint tested, and every result of it written.
 
 evaluation.json and its pictures, metrics.json (records.RunMetrics), history.png, the test
-scores and HParams in TensorBoard, and latest.keras / best.keras in output.dir (publish.py).
+scores and HParams in TensorBoard, latest.keras / best.keras in output.dir (publish.py), and
+the run's MLflow run completed from those files (output.tracking).
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def finish(s: Session) -> RunResult:
         setup = test_setup(splits, config.augment.test_flip)
         published = publish(folder, metrics.test.accuracy, setup)
     metrics.timings = _timings(s, t_reports - t_test, time.perf_counter() - t_reports)
+    metrics.mlflow_run_id = s.tracker.run_id
     folder.write_metrics(metrics)
     s.complete()
+    s.tracker.finish(folder)  # the MLflow run filled from the files just written
     return RunResult(folder.name, folder.dir, model_path, metrics, s.history.rows, published)
 
 

@@ -25,7 +25,6 @@ import contextlib
 import csv
 import fcntl
 import io
-import json
 import os
 import shlex
 import shutil
@@ -39,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from .. import atomic, metrics
 from ..config import Config
 from ..config.loading import load_saved_config
-from ..errors import ConfigError, MissingFileError, short_path
-from ..layout import LAST, SCRATCH, RunPaths
+from ..errors import ConfigError, MissingFileError, first_line, short_path
+from ..layout import CONFIG, LAST, SCRATCH, RunPaths
 from ..paths import check_run_outputs, fresh_folder, open_regular, read_text
 from ..records import RunMetrics
 from .state import RunState
@@ -108,7 +107,7 @@ class RunFolder(RunPaths):
     def load_state(self) -> RunState:
         """state.json, every field checked for its type: a damaged file is exit 3, not a crash."""
         try:
-            raw = json.loads(read_text(self.state))
+            raw = atomic.loads_json(read_text(self.state))
         except (OSError, ValueError) as exc:
             raise MissingFileError(
                 f"{self.state}: unreadable run state ({exc}); this run cannot be resumed: "
@@ -339,9 +338,16 @@ def restore(model: keras.Model, path: Path, *, optimizer: bool) -> None:
     """
     if optimizer and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
+    except ValueError as exc:  # Keras: the layers or shapes differ from the saved ones
+        raise MissingFileError(
+            f"{short_path(path)}: its weights do not fit the model the run's {CONFIG} describes "
+            f"({first_line(exc).rstrip(':')}); was {CONFIG} edited? This run cannot be "
+            f"resumed: put {CONFIG} back, or train again"
+        ) from None
 
 
 def _prev(path: Path) -> Path:

@@ -7,14 +7,19 @@ import contextlib
 import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import progress, tfenv
 from ..config import Config
-from ..models.frozen import PassSetup
+from ..errors import ConfigError, FmnistError, first_line
+from . import multiworker
+
+if TYPE_CHECKING:  # the CLI imports this module before TensorFlow may load
+    from ..models.frozen import PassSetup
 
 
 def seed_everything(seed: int) -> None:
@@ -34,7 +39,8 @@ def has_gpu() -> bool:
 
 
 def apply(config: Config) -> None:
-    """Seeds, deterministic ops and the precision policy, before any model is built."""
+    """Seeds, deterministic ops and the precision policy, before any model is built; what
+    TensorFlow refuses here is the setup's fault, one line (exit 2)."""
     if config.runtime.verbose == "debug":  # before TensorFlow loads, when it has not yet
         tfenv.set_verbose()
     import keras
@@ -42,15 +48,22 @@ def apply(config: Config) -> None:
 
     seed_everything(config.seed)
     rt = config.runtime
-    if rt.deterministic:
-        tf.config.experimental.enable_op_determinism()
     policy = "float32"
     if rt.mixed_precision:
         if has_gpu():
             policy = "mixed_float16"
         else:
             progress.say("note: runtime.mixed_precision is ignored without a GPU")
-    keras.mixed_precision.set_global_policy(policy)
+    with _refused("runtime"):
+        if rt.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def check_environment(config: Config) -> None:
+    """What a run reads from the environment, before any work: TF_CONFIG for multi_worker."""
+    if config.runtime.distribute == "multi_worker":
+        multiworker.check()
 
 
 def strategy(config: Config) -> Any:
@@ -58,20 +71,33 @@ def strategy(config: Config) -> Any:
     import tensorflow as tf
 
     kind = config.runtime.distribute
-    if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if kind == "multi_worker":
-        from .multiworker import patch_keras
-
-        patch_keras()  # two Keras 3 bugs with more than one worker (multiworker.py)
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    with _refused(f"runtime.distribute: {kind}"):
+        if kind == "mirrored":
+            return tf.distribute.MirroredStrategy()
+        if kind == "multi_worker":
+            multiworker.patch_keras()  # two Keras 3 bugs with more than one worker
+            # Reads the cluster from TF_CONFIG; waits for every peer (bounded, interruptible).
+            make = tf.distribute.MultiWorkerMirroredStrategy
+            return multiworker.build(make, config.runtime.peer_wait_s)
     return None
+
+
+@contextlib.contextmanager
+def _refused(what: str) -> Iterator[None]:
+    """A library's failure while the run is set up: the setup's fault, one line (exit 2)."""
+    try:
+        yield
+    except FmnistError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{what}: TensorFlow refused it: {first_line(exc)}") from None
 
 
 def frozen_setup(config: Config, strat: Any = None) -> PassSetup:
     """How this run's frozen passes run (runtime.frozen_pass; Keras's under a strategy), and
     where converted models are kept: beside the feature cache."""
+    from ..models.frozen import PassSetup
+
     return PassSetup(
         config.runtime.frozen_pass, Path(config.output.cache_dir), distributed=strat is not None
     )

@@ -1,7 +1,8 @@
 """One sitting of a run, fresh or resumed: what the trainer's stages share, and its bookkeeping.
 
 A `Session` holds the run folder of one sitting (runfolder.RunFolder: every file it writes),
-its state, history writer, best-model checkpoint, TensorBoard writer and stop signals. The
+its state, history writer, best-model checkpoint, TensorBoard writer, MLflow run (tracking)
+and stop signals. The
 trainer asks it to run a stage (stage.run_stage with the run's fit: the one `fit_stage`, plus
 the checkpoint, TensorBoard and per-epoch commit), to complete the run, and to word an
 interruption. Every epoch is committed in the order that runfolder.py describes, so a run
@@ -17,6 +18,7 @@ from typing import Any
 
 import keras
 
+from .. import tracking
 from ..config import Config
 from ..errors import Interrupted, TrainingDiverged
 from ..layout import LAST, LAST_HEAD
@@ -60,6 +62,7 @@ class Session:
     # features: the test then runs the head on them (trainer._finish).
     test_features: list[Any] | None = None
     test_features_s: float = 0.0
+    tracker: tracking.RunTracker = tracking.NO_RUN  # its MLflow run (output.tracking)
     test_pass: str | None = None  # the frozen pass that made them
 
     @classmethod
@@ -86,6 +89,10 @@ class Session:
         tensorboard = EpochTensorBoard(
             str(Path(config.output.log_dir) / folder.name), full_model=full_model
         )
+        tracker = tracking.open_run(config, folder.dir, state.mlflow_run_id)
+        if tracker.run_id is not None and tracker.run_id != state.mlflow_run_id:
+            state.mlflow_run_id = tracker.run_id  # a resumed sitting continues this MLflow run
+            folder.save_state(state)
         return cls(
             config,
             splits,
@@ -100,6 +107,7 @@ class Session:
             state.elapsed_s,
             state.cpu_s,
             resumed,
+            tracker=tracker,
         )
 
     def elapsed(self) -> float:
@@ -331,3 +339,4 @@ class EpochCommit(keras.callbacks.Callback):
         folder.drop_previous()
         if ckpt.best_epoch == epoch + 1:
             folder.copy_best(folder.model(self.file_name), part=ckpt.defer)
+        self.s.tracker.log_epoch(self.s.history.rows[-1])  # committed: its point in MLflow

@@ -44,10 +44,13 @@ class RunState:
     diverged: str | None = None
     complete: bool = False
     version: int = STATE_VERSION
+    mlflow_run_id: str | None = None  # output.tracking: mlflow: a resumed run continues it
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["summaries"] = [s.to_dict() for s in self.summaries]
+        if self.mlflow_run_id is None:  # tracking off: state.json as it always was
+            del raw["mlflow_run_id"]
         return raw
 
     @classmethod
@@ -68,7 +71,7 @@ _NESTED = {  # the dicts inside state.json, as the callbacks write them
 }
 # Fields added after state.json version 1: a file written before them lacks them. Every other
 # field is always written, so a missing one means a damaged file.
-_ADDED_LATER = frozenset({"base_sha256", "cpu_s"})
+_ADDED_LATER = frozenset({"base_sha256", "cpu_s", "mlflow_run_id"})
 
 
 def _check_meaning(state: RunState) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from .. import progress
+from .. import progress, tracking
 from ..config import Config
 from ..config.loading import finetune_config
 from ..errors import ConfigError
@@ -24,7 +24,7 @@ from ..evaluation.loading import load_classifier
 from ..machine import Clock
 from ..models.assembly import Built, build_model, find_backbone
 from ..records import FINETUNE, HEAD
-from . import runtime
+from . import multiworker, runtime
 from .features import FeatureStore, features_of_test_images
 from .freezing import check_unfreeze_layer, unfreeze_from
 from .optim import compile_model, steps_per_epoch
@@ -41,7 +41,9 @@ DEFAULT_FINETUNE_EPOCHS = 5  # `fmnist finetune` on a config whose finetune.epoc
 
 
 def _setup(config: Config) -> tuple[Splits, Any]:
-    """Seeds and precision first, then the data and the distribution strategy."""
+    """TF_CONFIG checked, seeds and precision first, then the data and the strategy."""
+    runtime.check_environment(config)
+    tracking.require(config.output)  # MLflow asked for but missing: before any work
     runtime.apply(config)
     with progress.task("loading data", None):
         splits = prepare_data(config)
@@ -184,12 +186,16 @@ def _run(s: Session, stages: Callable[[], None]) -> RunResult:
     The sitting holds its run folder (`claim`): no second process trains it meanwhile, and
     no temporary file outlives the sitting, however it ends.
     """
-    with s.folder.claim(), s.signals:
+    with s.folder.claim(), s.signals, s.tracker.sitting():
         try:
             stages()
             return finish(s)
         except KeyboardInterrupt:
             raise s.interrupted() from None
+        except Exception as exc:  # a multi_worker peer that died: one line, exit 3
+            if (lost := multiworker.lost_peer(exc, s.config.runtime.distribute)) is not None:
+                raise lost from None
+            raise
 
 
 def _steps_per_epoch(s: Session) -> int:

@@ -10,6 +10,8 @@ study.md and the plots from those numbers after every trial.
 What the oracle cannot carry: files. The run folders (models, histories, metrics.json) stay
 on the worker that trained them, and the feature cache is per machine unless output.cache_dir
 is on shared storage. A distributed sweep is not resumable: the chief starts a new oracle.
+Tracked (output.tracking), every machine writes to one store (a server: a SQLite file is for
+one machine): the chief's parent run, and each worker's runs as its children.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ... import tracking
 from ...errors import TrainingDiverged
 from ...paths import fresh_folder
 from ...training.trainer import train
-from .. import ktdist
+from .. import ktchief, ktdist
 from .grid import Cell, SweepPlan
 from .runner import read_run, run_folder
 from .study import StudyResult, StudyRun, cell_rows
-from .summary import write_study
+from .summary import study_params, write_study
 
 SEED = "seed"  # the extra grid dimension
 
@@ -41,6 +44,8 @@ def run_distributed(plan: SweepPlan, *, on_run: Callable[..., None] | None = Non
     """Serve the grid (chief) or run trials from it (worker) until every trial is done."""
     import keras_tuner as kt
 
+    rt = plan.base.runtime
+    ktdist.prepare(rt)  # the chief's port free; a worker's chief there (or exit 3)
     root = Path(plan.base.output.dir)
     study_dir = fresh_folder(root, ktdist.folder_name(plan.name), what="study")
     result = StudyResult(study_dir, plan, [], [], complete=False)
@@ -59,15 +64,28 @@ def run_distributed(plan: SweepPlan, *, on_run: Callable[..., None] | None = Non
         project_name=ktdist.PROJECT,
     )
     _publish(result)
-    if ktdist.is_chief():
-        tuner.save()
-        ktdist.serve(tuner.oracle, lambda trial, who: _chief_record(result, trial, who))
-    else:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-            tuner.search(verbose=0)
-    result.complete = len(result.runs) == plan.total
-    _publish(result)
+    # With output.tracking the chief makes the study's parent run; each worker finds it (by
+    # the plan and the chief's address) and logs its own runs as its children.
+    key, chief = f"{plan.key()}@{ktdist.oracle_address()}", ktdist.is_chief()
+    params, name = study_params(plan), study_dir.name
+    with tracking.study(plan.base, "sweep", name, identity=name if chief else None,
+                        params=params, varying=["seed", *plan.grid], key=key,
+                        join=not chief) as study:  # fmt: skip
+        tuner.study = study
+        if chief:
+            tuner.save()
+            on_end = lambda trial, who: _chief_record(result, trial, who)  # noqa: E731
+            ktchief.serve(tuner.oracle, on_end, rt, plan.total)
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+                try:
+                    ktdist.work(tuner, lambda: tuner.search(verbose=0), rt)
+                except kt.errors.FatalError as exc:  # a run's own failure (Interrupted, a disk...)
+                    raise (exc.__cause__ or exc) from None
+        result.complete = len(result.runs) == plan.total
+        _publish(result)
+        study.done(**tracking.sweep_summary(result.study_dir))
     return result
 
 
@@ -85,6 +103,11 @@ def _cell(plan: SweepPlan, hp_values: dict[str, Any]) -> tuple[Cell, int]:
     values = {k: plan.grid[k][int(hp_values[k])] for k in plan.grid}
     cell = next(c for c in plan.cells if c.values == values)
     return cell, int(hp_values[SEED])
+
+
+def _cell_tags(plan: SweepPlan, hp_values: dict[str, Any]) -> dict[str, Any]:
+    cell, seed = _cell(plan, hp_values)
+    return {"fmnist.cell": cell.id, "fmnist.seed": seed}
 
 
 def _publish(result: StudyResult) -> None:
@@ -118,9 +141,13 @@ class _GridTuner:
         import keras_tuner as kt
 
         class GridTuner(kt.GridSearch):
+            study: Any = tracking.NO_STUDY
+
             def run_trial(self, trial: Any, *args: Any, **kw: Any) -> dict[str, float]:
                 try:
-                    return _worker_trial(plan, result, on_run, trial.hyperparameters.values)
+                    values = trial.hyperparameters.values
+                    with self.study.child(_cell_tags(plan, values)):
+                        return _worker_trial(plan, result, on_run, values)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # not the trial's fault: stop, surface it

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from ... import tracking
 from ...config import Config, apply_values
 from ...config.fields import is_text_field
 from ...config.schema import field_annotation
@@ -88,6 +89,7 @@ class SweepPlan:
     def run_config(self, cell: Cell, seed: int, study_dir: Path) -> Config:
         """The cell's config for one seed: a normal run inside the study folder."""
         config = apply_values(self.base, cell.values)
+        config.output.pin_tracking()  # the study's store and experiment, before dir and name
         config.seed = seed
         config.output.dir = str(study_dir)
         config.output.name = self.run_name(cell, seed)
@@ -136,6 +138,7 @@ def plan_sweep(
             raise ConfigError(f"sweep cell {_describe(cell.values)}: {exc}") from None
     # The study folder, its runs' logs and the feature cache: before any folder is made.
     check_run_outputs(config.output, publish=False)
+    tracking.require(config.output)
     return SweepPlan(config, grid, cells, chosen)
 
 
@@ -166,6 +169,8 @@ def parse_grid_flag(item: str) -> tuple[str, list[Any]]:
         values = yaml.safe_load(f"[{text}]")
     except yaml.YAMLError:
         raise ConfigError(f"--grid {item!r}: cannot parse the values {text!r}") from None
+    except RecursionError:
+        raise ConfigError(f"--grid {key}: the values are nested too deeply to read") from None
     return key, list(values)
 
 

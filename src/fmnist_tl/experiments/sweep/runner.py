@@ -7,15 +7,18 @@
 Running the same sweep again (same config, grid and seeds: the same key) finds its study
 folder: a run whose state.json is complete is skipped, an interrupted one is carried on from
 its last committed epoch with `resume_run`, a missing one is trained. Runs are found by their
-name, so the study files are never the only record of which runs exist.
+name, so the study files are never the only record of which runs exist. With output.tracking
+the study is a parent MLflow run and each run its child; a rerun continues the parent and
+records the runs it skips if the store lacks them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ... import tracking
+from ...atomic import loads_json
 from ...errors import Interrupted, TrainingDiverged
 from ...paths import fresh_folder, read_text
 from ...records import RunMetrics
@@ -23,7 +26,7 @@ from ...training.runfolder import RunFolder
 from ...training.trainer import resume_run, train
 from .grid import Cell, SweepPlan
 from .study import STUDY_JSON, StudyResult, StudyRun, cell_rows
-from .summary import write_study
+from .summary import study_params, write_study
 
 # on_run(done, total, cell, seed, what, run): what is "trained", "resumed" or "skipped"
 RunCallback = Callable[[int, int, Cell, int, str, StudyRun], None]
@@ -35,28 +38,41 @@ def run_local(plan: SweepPlan, *, on_run: RunCallback | None = None) -> StudyRes
     study_dir = find_study(root, plan) or fresh_folder(root, plan.name, what="study")
     result = StudyResult(study_dir, plan, [], [], complete=False)
     _refresh(result)
-    done = 0
-    for cell in plan.cells:
-        for seed in plan.seeds:
-            try:
-                run, what = _one_run(plan, cell, seed, study_dir)
-            except (Interrupted, KeyboardInterrupt) as exc:
+    done, name = 0, study_dir.name
+    # With output.tracking, a parent MLflow run (continued by a rerun) and a child per run.
+    params, varying = study_params(plan), ["seed", *plan.grid]
+    with tracking.study(
+        plan.base, "sweep", name, identity=name, params=params, varying=varying
+    ) as t:
+        for cell in plan.cells:
+            for seed in plan.seeds:
+                try:
+                    with t.child(tags := {"fmnist.cell": cell.id, "fmnist.seed": seed}):
+                        run, what = _one_run(plan, cell, seed, study_dir)
+                except (Interrupted, KeyboardInterrupt) as exc:
+                    _refresh(result)
+                    raise _interrupted(result, cell, seed, exc) from None
+                if what == "skipped":  # finished before: in the store already, or now
+                    t.adopt(study_dir / run.run_id, tags)
+                done += 1
+                result.skipped += what == "skipped"
+                result.resumed += what == "resumed"
                 _refresh(result)
-                raise Interrupted(
-                    f"sweep interrupted at cell {cell.id} seed {seed}; "
-                    f"{sum(r.status == 'ok' for r in result.runs)} of {plan.total} runs finished "
-                    f"are kept in {result.markdown_path}; run the same command again to continue"
-                    + (f" ({exc})" if isinstance(exc, Interrupted) else "")
-                ) from None
-            done += 1
-            result.skipped += what == "skipped"
-            result.resumed += what == "resumed"
-            _refresh(result)
-            if on_run is not None:
-                on_run(done, plan.total, cell, seed, what, run)
-    result.complete = True
-    _refresh(result)
+                if on_run is not None:
+                    on_run(done, plan.total, cell, seed, what, run)
+        result.complete = True
+        _refresh(result)
+        t.done(**tracking.sweep_summary(result.study_dir))
     return result
+
+
+def _interrupted(result: StudyResult, cell: Cell, seed: int, exc: BaseException) -> Interrupted:
+    finished = sum(r.status == "ok" for r in result.runs)
+    return Interrupted(
+        f"sweep interrupted at cell {cell.id} seed {seed}; {finished} of {result.plan.total} "
+        f"runs finished are kept in {result.markdown_path}; run the same command again to "
+        "continue" + (f" ({exc})" if isinstance(exc, Interrupted) else "")
+    )
 
 
 def find_study(root: Path, plan: SweepPlan) -> Path | None:
@@ -64,7 +80,7 @@ def find_study(root: Path, plan: SweepPlan) -> Path | None:
     key = plan.key()
     for folder in sorted(root.glob(f"{plan.name}-[0-9]*"), reverse=True):
         try:
-            if json.loads(read_text(folder / STUDY_JSON)).get("key") == key:
+            if loads_json(read_text(folder / STUDY_JSON)).get("key") == key:
                 return folder
         except (OSError, ValueError, AttributeError):
             continue

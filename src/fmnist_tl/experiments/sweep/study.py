@@ -7,13 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...layout import PLOT_ACCURACY, PLOT_COST, STUDY_JSON, STUDY_MD
 from ...reporting.tables import mean_std
 from .grid import SweepPlan
-
-STUDY_JSON = "study.json"
-STUDY_MD = "study.md"
-PLOT_ACCURACY = "study_accuracy.png"
-PLOT_COST = "study_cost.png"
 
 
 @dataclass

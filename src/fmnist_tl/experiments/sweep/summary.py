@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ... import atomic
+from .grid import SweepPlan
 from .markdown import study_markdown
 from .plots import plot_study_accuracy, plot_study_cost
 from .study import CellRow, StudyResult
@@ -60,3 +61,10 @@ def _row_dict(row: CellRow) -> dict[str, Any]:
         pair = getattr(row, key)
         d[key] = None if pair is None else {"mean": pair[0], "std": pair[1]}
     return {"rank": d.pop("rank"), **d}
+
+
+def study_params(plan: SweepPlan) -> dict[str, Any]:
+    """The study's config as its parent run's params: the base, with the grid it sweeps."""
+    raw = plan.base.to_dict()
+    raw["sweep"] = {"grid": plan.grid, "seeds": len(plan.seeds)}
+    return raw

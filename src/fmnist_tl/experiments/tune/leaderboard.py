@@ -12,14 +12,11 @@ from typing import Any
 from ... import atomic, metrics
 from ...config import Config, apply_values
 from ...errors import ConfigError, TrainingDiverged
+from ...layout import BEST_CONFIG, LEADERBOARD, LEADERBOARD_MD
 from ...machine import versions
 from ...records import TrialRecord
 from ...reporting.tables import format_value, markdown_row
 from ..ktdist import PROJECT
-
-LEADERBOARD = "leaderboard.json"
-LEADERBOARD_MD = "leaderboard.md"
-BEST_CONFIG = "best.yaml"
 
 
 @dataclass
@@ -179,3 +176,9 @@ def tune_markdown(board: dict[str, Any]) -> str:
 def _opt(value: Any, spec: str) -> str:
     """A value that may be missing (a failed trial): empty then."""
     return "" if value is None else format(value, spec)
+
+
+def trial_scores(record: TrialRecord) -> dict[str, Any]:
+    """A trial as its MLflow child run holds it: its status (a tag) and numbers (metrics)."""
+    keys = ("objective", "val_accuracy", "val_loss", "epochs_run", "best_epoch", "seconds")
+    return {"status": record.status, **{k: getattr(record, k) for k in keys}}

@@ -29,6 +29,7 @@ from typing import Any
 
 import keras_tuner as kt
 
+from ... import tracking
 from ...config import Config, SearchDim, check_search, search_space
 from ...errors import Interrupted
 from ...paths import check_run_outputs, fresh_folder
@@ -37,8 +38,8 @@ from ...training import runtime
 from ...training.features import FeatureStore
 from ...training.interrupts import StopSignals
 from ...training.splits import Splits, prepare_data
-from .. import ktdist
-from .leaderboard import Leaderboard, TuneResult
+from .. import ktchief, ktdist
+from .leaderboard import Leaderboard, TuneResult, trial_scores
 from .trial import run_trial, trial_config
 
 TrialCallback = Callable[[TrialRecord, int], None]
@@ -49,6 +50,8 @@ def plan_tune(config: Config, trials: int | None = None) -> tuple[int, list[Sear
     n = check_search(config, trials)
     dims = search_space(config)
     check_run_outputs(config.output, publish=False)  # a log or cache folder that is a file
+    tracking.require(config.output)
+    ktdist.role()  # Keras Tuner's variables (exit 2 naming one), before any folder is made
     return n, dims
 
 
@@ -61,6 +64,7 @@ def tune(
     """
     t_start = time.perf_counter()
     n, dims = plan_tune(config, trials)
+    ktdist.prepare(config.runtime)  # the chief's port free; a worker's chief there (or exit 3)
     runtime.apply(config)
     splits = prepare_data(config)  # before the folder: missing data leaves nothing behind
     name = ktdist.folder_name(f"{config.output.name or 'default'}-tune")  # a worker: its id
@@ -104,8 +108,21 @@ class _Search:
         self.objective = config.tune.objective
         self.store = FeatureStore()  # features reused by every trial with the same backbone
         self.signals = StopSignals()
+        self.study = tracking.NO_STUDY  # the search's MLflow run (output.tracking)
 
     def run(self) -> TuneResult:
+        """The search, with output.tracking a parent MLflow run and each trial its child
+        (in a distributed search the chief's parent, the workers' trials)."""
+        chief, name = not ktdist.is_worker(), self.board.dir.name
+        key = f"{self.base.output.name}@{ktdist.oracle_address()}" if ktdist.active() else None
+        with tracking.study(self.base, "tune", name, identity=name if chief else None,
+                            varying=self.base.tune.space, key=key,
+                            join=not chief) as self.study:  # fmt: skip
+            result = self._search()
+            self.study.done(**tracking.tune_summary(result.tune_dir))
+        return result
+
+    def _search(self) -> TuneResult:
         tuner = _Tuner(
             self,
             objective=kt.Objective(self.objective, self.board.direction),
@@ -123,7 +140,7 @@ class _Search:
             tuner.oracle.seed = tuner.oracle._seed_state = self.base.seed
         if ktdist.is_chief():
             tuner.save()
-            ktdist.serve(tuner.oracle, self._record_remote)
+            ktchief.serve(tuner.oracle, self._record_remote, self.base.runtime, self.trials)
             return self._finish()
         try:
             # SIGINT/SIGTERM: the unfinished trial is dropped, the finished ones are kept.
@@ -131,7 +148,10 @@ class _Search:
                 self.signals.defer = True  # stop at the end of a batch or between trials
                 # A failed trial's NaN score: numpy warns inside Keras Tuner's bookkeeping.
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-                tuner.search(verbose=0)
+                if ktdist.is_worker():  # the chief watched; a lost one ends it (exit 3)
+                    ktdist.work(tuner, lambda: tuner.search(verbose=0), self.base.runtime)
+                else:
+                    tuner.search(verbose=0)
         except KeyboardInterrupt:
             self.board.stopped = "interrupted"
             result = self.board.write()
@@ -162,7 +182,8 @@ class _Search:
         self._add(record)
 
     def run_trial(self, hp_values: dict[str, Any], trial_id: str | None = None) -> dict[str, float]:
-        if self.signals.requested:  # between trials: act on a SIGINT/SIGTERM the handler noted
+        if self.signals.requested:  # between trials: act on a signal the handler noted
+            self.signals.act()
             raise KeyboardInterrupt  # leaves Keras Tuner's loop: not an Exception
         t0 = time.perf_counter()
         # The trial's number: its order here, or the oracle's id when it serves several workers.
@@ -170,16 +191,23 @@ class _Search:
         number = int(trial_id) + 1 if ktdist.is_worker() and trial_id else n
         record = TrialRecord(number, _decode(self.dims, hp_values))
         # Ctrl-C or an unexpected error propagates from here: an unfinished trial is not recorded.
-        config = trial_config(self.base, record)
+        config, rows = trial_config(self.base, record), []
         if config is not None:
             logged = len(self.store.log)
             log_dir = Path(config.output.log_dir) / self.board.dir.name / f"trial_{number:03d}"
             try:
-                run_trial(config, record, self.splits, self.store, self.signals, log_dir)
+                rows = run_trial(config, record, self.splits, self.store, self.signals, log_dir)
             finally:
                 self._log_features(logged, number)
         record.seconds = round(time.perf_counter() - t0, 3)
         self._add(record)
+        self.study.trial(
+            number,
+            config.to_dict() if config else record.values,
+            trial_scores(record),
+            rows,
+            record.message,
+        )
         if record.status != "ok":
             # A NaN score makes Keras Tuner mark the trial FAILED and go on (FailedTrialError
             # would do the same but print a traceback: keras_tuner's DEBUG is on by default).

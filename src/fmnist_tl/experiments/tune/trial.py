@@ -42,8 +42,9 @@ def run_trial(
     store: FeatureStore,
     signals: StopSignals,
     log_dir: Path,
-) -> None:
-    """Train stage 1 of one trial and fill `record` (status, scores, epochs)."""
+) -> list[dict[str, Any]]:
+    """Train stage 1 of one trial and fill `record` (status, scores, epochs); returns its
+    epochs' history rows."""
     keras.backend.clear_session()  # drop the last trial's models (also resets precision)
     runtime.apply(config)  # the same seeds for every trial: a trial is reproducible
     inputs = stage1_inputs(config, splits, store)
@@ -67,6 +68,7 @@ def run_trial(
     if record.status == "ok":
         scores = {"val_accuracy": record.val_accuracy, "val_loss": record.val_loss}
         hparams.log_hparams(log_dir, config, scores, keys=record.values)
+    return outcome.rows
 
 
 def _score(record: TrialRecord, outcome: FitOutcome, objective: str) -> None:
