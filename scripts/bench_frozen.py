@@ -134,7 +134,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         if name.startswith("tool"):
-            note = f"cache {r['feature_cache']}, features {r['feature_seconds']} s"
+            note = (
+                f"cache {r['feature_cache']}, features {r['feature_seconds']} s "
+                f"by {r.get('feature_pass')}"
+            )
         else:
             note = (
                 f"resize {r['resize_seconds']} s, fit {r['fit_seconds']} s, "

@@ -175,6 +175,8 @@ def run_tool(args: argparse.Namespace, work: Path, weights: str, name: str) -> d
         "epochs_run": stage["epochs_run"],
         "feature_cache": stage.get("feature_cache"),
         "feature_seconds": stage.get("feature_seconds"),
+        "feature_pass": stage.get("feature_pass"),  # runtime.frozen_pass: keras or xnnpack
+        "test_pass": m.get("test_pass"),
         "stage1_seconds": stage.get("wall_time_s"),
         "weights_used": m["weights_used"],
         "n_train": n_train,
