@@ -213,12 +213,7 @@ class RunMetrics:
     @classmethod
     def read(cls, path: Path) -> RunMetrics:
         """metrics.json of a run; MissingFileError (exit 3) naming what is wrong."""
-        try:
-            raw = atomic.loads_json(read_text(path))
-        except (OSError, ValueError) as exc:
-            raise MissingFileError(f"{path}: unreadable ({exc})") from None
-        if not isinstance(raw, dict):
-            raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
+        raw = read_json_object(path)
         try:
             return cls.from_dict(raw)
         except (KeyError, TypeError, ValueError) as exc:
@@ -248,3 +243,16 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrialRecord:
         return cls(**_known(cls, raw))
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file fmnist wrote (metrics.json, repeat.json, study.json, a leaderboard), read
+    as regular files are and parsed with a bounded depth; MissingFileError (exit 3) if it is
+    unreadable or not an object."""
+    try:
+        raw = atomic.loads_json(read_text(path))
+    except (OSError, ValueError) as exc:
+        raise MissingFileError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(raw, dict):
+        raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
+    return raw

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import loads_json
 from ..errors import MissingFileError
 from ..layout import CONFIG, METRICS, REPEAT_JSON
 from ..paths import read_text
-from ..records import RunMetrics
+from ..records import RunMetrics, read_json_object
 from .rows import RunRow
 from .tables import mean_std
 
@@ -83,16 +82,6 @@ def _match(patterns: list[str], root: Path) -> list[Path]:
     return list(out.values())
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = loads_json(read_text(path))
-    except (OSError, ValueError) as exc:
-        raise MissingFileError(f"{path}: unreadable ({exc})") from exc
-    if not isinstance(data, dict):
-        raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
-    return data
-
-
 def _run_row(folder: Path) -> RunRow:
     path = folder / METRICS
     m = RunMetrics.read(path)
@@ -121,7 +110,7 @@ def _run_row(folder: Path) -> RunRow:
 
 def _group_row(group: Path, root: Path) -> tuple[RunRow, list[Path]]:
     """Mean ± std over the member runs, recomputed from their own metrics.json."""
-    spec = _read_json(group / REPEAT_JSON)
+    spec = read_json_object(group / REPEAT_JSON)
     run_ids = spec.get("runs")
     if not isinstance(run_ids, list) or not run_ids:
         raise MissingFileError(f"{group / REPEAT_JSON}: unreadable (no 'runs' list)")
@@ -167,7 +156,7 @@ def same(values: list[Any]) -> Any:
 def members(folder: Path, root: Path) -> list[Path]:
     """A row's run folders: the run itself, or a group's members."""
     if (folder / REPEAT_JSON).is_file():
-        return [_member(folder, root, r) for r in _read_json(folder / REPEAT_JSON)["runs"]]
+        return [_member(folder, root, r) for r in read_json_object(folder / REPEAT_JSON)["runs"]]
     return [folder]
 
 

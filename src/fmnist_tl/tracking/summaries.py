@@ -8,11 +8,9 @@ artifacts. Each returns the keyword arguments of `StudyTracker.done`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingFileError
 from ..layout import (
     BEST_CONFIG,
     LEADERBOARD,
@@ -25,16 +23,7 @@ from ..layout import (
     STUDY_MD,
 )
 from ..paths import read_text
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(read_text(path))
-    except (OSError, ValueError) as exc:
-        raise MissingFileError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(raw, dict):
-        raise MissingFileError(f"{path}: unreadable (expected a JSON object)")
-    return raw
+from ..records import read_json_object as read_json  # backfill reads them too
 
 
 def _note(path: Path) -> str | None:
