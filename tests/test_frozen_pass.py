@@ -149,6 +149,41 @@ def test_without_litert_tensorflows_interpreter_runs_it_and_without_both_keras(
     ]
 
 
+def test_auto_keeps_keras_where_xnnpack_is_slower_and_xnnpack_asks_for_it_anyway(
+    tmp_path, capsys, monkeypatch, real_images
+):
+    """The check times both passes on its images: `auto` leaves an exact XNNPACK pass that
+    ran below `MIN_SPEED` of Keras's speed (a real interpreter, slowed by a sleep per batch,
+    stands in for a backbone XNNPACK runs slowly), with one line; `xnnpack` keeps it."""
+    import time
+
+    monkeypatch.setattr(frozen, "_has_gpu", lambda: False)
+    built = smoke_extractor(1)
+    real_call = litert.Compiled.__call__
+    monkeypatch.setattr(
+        litert.Compiled,
+        "__call__",
+        lambda self, x, *a, **k: time.sleep(0.3) or real_call(self, x, *a, **k),
+    )
+    n = frozen.MIN_IMAGES  # enough for `auto` to ask for XNNPACK
+    slow = FrozenPass(built.feature_extractor, PassSetup("auto", tmp_path), n, what="the features")
+    assert slow.intended == "xnnpack"
+    assert slow.build(real_images) == "keras"
+    assert slow.check is not None and slow.check.passed and slow.check.speed < frozen.MIN_SPEED
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "XNNPACK" in line]
+    assert line.startswith("note: XNNPACK is off for the features: it ran at 0.")
+    assert line.endswith(
+        "x Keras's speed on 64 images (runtime.frozen_pass=xnnpack uses it anyway); Keras runs it"
+    )
+    asked = FrozenPass(built.feature_extractor, PassSetup("xnnpack", tmp_path), n)
+    assert asked.build(real_images) == "xnnpack"
+    assert not [line for line in capsys.readouterr().err.splitlines() if "XNNPACK" in line]
+    monkeypatch.setattr(litert.Compiled, "__call__", real_call)  # at its own speed: kept
+    fast = FrozenPass(built.feature_extractor, PassSetup("auto", tmp_path), n)
+    x = np.concatenate([real_images] * 4)  # 4 batches: the first of each pass is not timed
+    assert fast.build(x) == "xnnpack" and fast.check.speed >= frozen.MIN_SPEED
+
+
 def test_the_check_needs_the_same_top1_and_the_pass_follows_the_setup(monkeypatch):
     from fmnist_tl.config import key_table
 

@@ -22,6 +22,11 @@ model converted to a float32 TFLite flatbuffer and run by XNNPACK (models/litert
   `TOLERANCE` times the largest value the Keras pass gave there (the features' scale) and the
   head's top-1 class is the same on every one of them; otherwise one line says why, and the
   pass is Keras's.
+- **Timed on the same images, for `auto`**: both passes run the check's images in batches,
+  and `auto` keeps XNNPACK only when it ran at least `MIN_SPEED` times Keras's speed there
+  (the first batch of each, which sets up kernels and buffers, left out). XNNPACK is not
+  faster everywhere: a frozen VGG16 at 32 px ran at 0.69x (README "Speed"). `xnnpack` asks
+  for it whatever its speed.
 
 The caller records `FrozenPass.name` ("xnnpack" or "keras") in the cache key of what it made,
 so a cache never mixes the two unawares, and in metrics.json.
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +46,7 @@ import numpy as np
 from .. import progress
 from ..cache import load_bytes, save_bytes
 from ..errors import first_line
-from .inference import infer
+from .inference import graph_step, infer
 
 if TYPE_CHECKING:
     import keras
@@ -60,10 +66,15 @@ MODES = ("auto", KERAS, XNNPACK)
 # the scale. The head's top-1 must also be unchanged on every checked image.
 TOLERANCE = 1e-3
 CHECK_IMAGES = 256
+TIMED_BATCH = 64  # the check's images are run and timed in batches of this many
 # `auto` below this many images stays on Keras: converting MobileNetV2 at 96 px took 2.5 s on
-# the quiet 2-core VM (more when shared) and its check 2.6 CPU s, while XNNPACK saved 7.8 s on
+# the quiet 2-core VM (more when shared) and its check about 3 CPU s, while XNNPACK saved 7.8 s on
 # 4,096 images (README "Speed"): below a few thousand images the pass would not pay for them.
 MIN_IMAGES = 4096
+# `auto` keeps an exact XNNPACK pass unless it ran below this share of Keras's speed on the
+# check's images: under 1, so that a pass about as fast as Keras's does not flip between
+# the two with the machine's noise (±30% here) from one run to the next.
+MIN_SPEED = 0.9
 PREFIX = "xnnpack-"
 WHAT = "converted frozen pass"  # names a damaged file in cache.py's one line
 
@@ -91,6 +102,13 @@ class Check:
     max_abs_diff: float
     scale: float  # the largest |value| of the Keras outputs
     top1_changed: int  # images whose top-1 class under the head differs
+    keras_s: float = 0.0  # seconds each pass took on the images (first batch left out)
+    xnnpack_s: float = 0.0
+
+    @property
+    def speed(self) -> float:
+        """XNNPACK's speed as a multiple of Keras's on the checked images (inf if untimed)."""
+        return self.keras_s / self.xnnpack_s if self.xnnpack_s > 0 else float("inf")
 
     @property
     def passed(self) -> bool:
@@ -163,6 +181,13 @@ class FrozenPass:
                 f"note: XNNPACK is off for {self.what}: it {self.check.why()}; Keras runs it"
             )
             return None
+        if self.setup.mode == "auto" and self.check.speed < MIN_SPEED:
+            progress.say(
+                f"note: XNNPACK is off for {self.what}: it ran at {self.check.speed:.2f}x "
+                f"Keras's speed on {self.check.images} images (runtime.frozen_pass=xnnpack "
+                "uses it anyway); Keras runs it"
+            )
+            return None
         return compiled
 
 
@@ -190,8 +215,12 @@ def check(
     model: keras.Model, compiled: Compiled, sample: np.ndarray, head: keras.Model | None
 ) -> Check:
     """The converted pass and Keras's on `sample`: the largest difference, its scale, and the
-    images whose top-1 class under `head` (the outputs themselves without one) changed."""
-    ref, got = keras_outputs(model, sample), compiled(sample)
+    images whose top-1 class under `head` (the outputs themselves without one) changed, and
+    the seconds each took on it."""
+    (ref, keras_s), (got, xnnpack_s) = (
+        _timed(keras_batches(model, sample), sample),
+        _timed(compiled, sample),
+    )
     if got.shape != ref.shape:
         return Check(len(sample), float("inf"), 0.0, len(sample))
     if head is not None:  # called eagerly: tracing the head would cost more than running it
@@ -207,22 +236,32 @@ def check(
         max_abs_diff=float(np.max(np.abs(got - ref))) if ref.size else 0.0,
         scale=float(np.max(np.abs(ref))) if ref.size else 0.0,
         top1_changed=int(np.sum(top_ref != top_got)),
+        keras_s=keras_s,
+        xnnpack_s=xnnpack_s,
     )
 
 
-def keras_outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """`model(x, training=False)` called eagerly, 64 images at a time: the Keras pass on the
-    check's few images. The same layers as `inference.infer`, without tracing a graph that a
-    checked XNNPACK pass would never run: on 256 images of MobileNetV2 with the ImageNet
-    weights, 0.9 CPU s against infer's 2.2 at 32 px (2.6 against 3.0 at 96 px), the outputs
-    within 1e-5 of infer's relative to their scale."""
+def _timed(run: Any, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """`run` batch by batch over `x`, concatenated, and the seconds of every batch but the
+    first (which traces, or sets up kernels and buffers; all of them when there is only one)."""
+    outputs, seconds = [], []
+    for start in range(0, max(len(x), 1), TIMED_BATCH):
+        t0 = time.perf_counter()
+        outputs.append(run(x[start : start + TIMED_BATCH]))
+        seconds.append(time.perf_counter() - t0)
+    return np.concatenate(outputs), sum(seconds[1:] or seconds)
+
+
+def keras_batches(model: keras.Model, x: np.ndarray) -> Any:
+    """The Keras pass the check times: `inference.graph_step` (infer's graph) traced once for
+    `x`'s images, a function of one batch returning float32 numpy. Eager calls cost less on
+    256 images (no trace: 2.6 against 3.0 CPU s for MobileNetV2 at 96 px) but do not time
+    Keras's real pass: eagerly, XNNPACK looked 6.4x faster for MobileNetV2 at 96 px (3.3x in
+    truth) and 1.02x for VGG16 at 32 px (0.81x)."""
     import tensorflow as tf
 
-    out = [
-        np.asarray(model(tf.cast(x[i : i + 64], tf.float32), training=False), dtype=np.float32)
-        for i in range(0, len(x), 64)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, *model.output_shape[1:]), np.float32)
+    step = graph_step(model, x.shape[1:])
+    return lambda batch: np.asarray(step(tf.cast(batch, tf.float32)), dtype=np.float32)
 
 
 def model_key(model: keras.Model) -> str:

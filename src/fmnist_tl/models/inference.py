@@ -10,6 +10,8 @@ identical outputs; scripts/bench_frozen.py, README).
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -17,6 +19,26 @@ from .. import progress
 
 INFER_BATCH = 128
 BRANCHES = 2  # independent halves per batch
+
+
+def graph_step(model: keras.Model, shape: tuple[int, ...]) -> Any:
+    """`model(batch, training=False)` as one `tf.function` over float32 batches of images of
+    `shape` and any size, each run as `BRANCHES` independent parts (module docstring)."""
+    import tensorflow as tf
+
+    def halves(b: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(b)[0]
+        # A last batch of one image would leave a branch empty, which BatchNorm rejects:
+        # run it twice and keep one copy.
+        b = tf.cond(n < BRANCHES, lambda: tf.repeat(b, BRANCHES, axis=0), lambda: b)
+        m = tf.shape(b)[0]
+        cuts = [m * i // BRANCHES for i in range(BRANCHES + 1)]
+        parts = [b[lo:hi] for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        return tf.concat([model(p, training=False) for p in parts], axis=0)[:n]
+
+    # One trace for every batch size (the last batch is smaller): tracing costs seconds.
+    spec = tf.TensorSpec((None, *shape), tf.float32)
+    return tf.function(halves, input_signature=[spec])
 
 
 def infer(
@@ -30,20 +52,7 @@ def infer(
 
     if len(x) == 0:
         return np.zeros((0, *model.output_shape[1:]), np.float32)
-
-    def halves(b: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(b)[0]
-        # A last batch of one image would leave a branch empty, which BatchNorm rejects:
-        # run it twice and keep one copy.
-        b = tf.cond(n < BRANCHES, lambda: tf.repeat(b, BRANCHES, axis=0), lambda: b)
-        m = tf.shape(b)[0]
-        cuts = [m * i // BRANCHES for i in range(BRANCHES + 1)]
-        parts = [b[lo:hi] for lo, hi in zip(cuts, cuts[1:], strict=False)]
-        return tf.concat([model(p, training=False) for p in parts], axis=0)[:n]
-
-    # One trace for every batch size (the last batch is smaller): tracing costs seconds.
-    spec = tf.TensorSpec((None, *x.shape[1:]), tf.float32)
-    step = tf.function(halves, input_signature=[spec])
+    step = graph_step(model, x.shape[1:])
     ds = (
         tf.data.Dataset.from_tensor_slices(x)
         .batch(batch_size)
