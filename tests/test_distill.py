@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,6 +18,7 @@ from fmnist_tl.config import load_config
 from fmnist_tl.data.sources import split_train_val
 from fmnist_tl.evaluation.loading import load_classifier
 from fmnist_tl.evaluation.scores import predict_proba
+from fmnist_tl.models.frozen import FrozenPass
 from fmnist_tl.training import distill
 from fmnist_tl.training.splits import prepare_data
 from fmnist_tl.training.trainer import train
@@ -56,12 +58,19 @@ def teacher(tmp_path_factory, synthetic_dir):
 
 
 def test_the_teachers_outputs_are_computed_once_and_reused(teacher, isolated, monkeypatch):
-    calls = []
-    real = distill.infer
-    monkeypatch.setattr(distill, "infer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = []  # the pass that ran, per call of the teacher's pass
+    real = FrozenPass.__call__
+
+    def counted(self: FrozenPass, *a, **k):
+        out = real(self, *a, **k)
+        if self.what == "the teacher's pass":
+            calls.append(self.name)
+        return out
+
+    monkeypatch.setattr(FrozenPass, "__call__", counted)
     keys = [f"train.teacher={teacher}", "augment.flip=true"]
     first = prepare_data(load_config(SMOKE, [*isolated, *keys]))
-    assert len(calls) == 2  # the images and their mirror images, once
+    assert calls == ["keras", "keras"]  # the images and their mirror images, once (auto: few)
     again = prepare_data(load_config(SMOKE, [*isolated, *keys, "seed=7"]))  # another seed
     assert len(calls) == 2  # read back from the cache
     model = load_classifier(teacher)
@@ -73,6 +82,11 @@ def test_the_teachers_outputs_are_computed_once_and_reused(teacher, isolated, mo
     np.testing.assert_allclose(first.teacher[0], train_part, atol=1e-5)
     np.testing.assert_allclose(first.teacher[1], val_part, atol=1e-5)
     assert again.teacher is not None
+    # Through XNNPACK: the same probabilities, cached under a key of its own.
+    xnnpack = prepare_data(load_config(SMOKE, [*isolated, *keys, "runtime.frozen_pass=xnnpack"]))
+    assert calls[2:] == ["xnnpack", "xnnpack"]
+    np.testing.assert_allclose(xnnpack.teacher[0], train_part, atol=1e-5)
+    assert len(list((Path(config.output.cache_dir)).glob("teacher-*.npy"))) == 2
     y_train, _ = first.targets
     assert y_train.shape == (len(first.y_train), 11)  # [label, the teacher's 10 probabilities]
     np.testing.assert_array_equal(y_train[:, 0], first.y_train)

@@ -1,9 +1,10 @@
 """Knowledge distillation from a saved model (`train.teacher`): the student learns from a mix
 of the labels and the teacher's softened probabilities (Hinton et al., 2015).
 
-The teacher's probabilities are computed once per training-pool image, through the same
-verified cache as the frozen features (cache.py), keyed by the teacher file's SHA-256
-and the images, so a second seed or a tune trial reads them back. With `augment.flip` they
+The teacher's probabilities are computed once per training-pool image by its frozen pass
+(XNNPACK when it checks out, models/frozen.py), through the same verified cache as the frozen
+features (features.cached_features), keyed by the teacher file's SHA-256, the images and the
+pass that made them, so a second seed or a tune trial reads them back. With `augment.flip` they
 are the mean over each image and its mirror image: what the teacher says of the garment,
 whichever of the two views the student is shown that epoch. They travel with the labels as
 one target per example, [label, p_1 .. p_10], which `DistillationLoss` and `LabelAccuracy`
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,13 @@ import keras
 import numpy as np
 
 from .. import atomic
-from ..cache import load_array, save_array
+from ..cache import load_array
 from ..config import Config
 from ..data.pipeline import mirror
-from ..models.inference import infer
+from ..models.frozen import KERAS, FrozenPass
 from ..paths import check_model_file
+from .features import cached_features
+from .runtime import frozen_setup
 
 EPSILON = 1e-7  # the clip Keras's cross-entropy uses
 
@@ -45,17 +49,33 @@ def teacher_targets(config: Config, x_pool: np.ndarray) -> np.ndarray | None:
         "flip": config.augment.flip,
         "keras": keras.__version__,
     }
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
-    cache = Path(config.output.cache_dir) / f"teacher-{key}.npy"
-    found = load_array(cache, len(x_pool), what="teacher cache")
+
+    def key_of(made_by: str) -> str:  # a Keras pass keeps the key it had before the choice
+        keyed = parts if made_by == KERAS else {**parts, "pass": made_by}
+        return (
+            "teacher-" + hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:24]
+        )
+
+    n_images = len(x_pool) * (2 if config.augment.flip else 1)
+    # Keras's pass under a strategy, as every frozen pass (the strategy is made later).
+    setup = replace(frozen_setup(config), distributed=config.runtime.distribute != "none")
+    cache_dir = Path(config.output.cache_dir)
+    # Looked up before the teacher is loaded: a hit never reads the model file.
+    found = load_array(
+        cache_dir / f"{key_of(setup.intended(n_images))}.npy", len(x_pool), what="teacher cache"
+    )
     if found is not None:
         return found
-    model = load_classifier(path)
-    probs = infer(model, x_pool, label="teacher's probabilities")
-    if config.augment.flip:
-        mirrored = infer(model, mirror(x_pool), label="teacher's probabilities (mirror images)")
-        probs = (probs + mirrored) / 2
-    save_array(cache, probs.astype(np.float32))
+    frozen = FrozenPass(load_classifier(path), setup, n_images, what="the teacher's pass")
+
+    def compute() -> tuple[np.ndarray, str]:
+        probs = frozen(x_pool, label="teacher's probabilities")
+        if config.augment.flip:
+            label = "teacher's probabilities (mirror images)"
+            probs = (probs + frozen(mirror(x_pool), label=label)) / 2
+        return probs.astype(np.float32), frozen.name
+
+    probs, _ = cached_features(frozen, compute, x_pool, key_of, cache_dir, what="teacher cache")
     return probs
 
 

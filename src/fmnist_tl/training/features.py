@@ -64,6 +64,8 @@ def cached_features(
     x: np.ndarray,
     key_of: Callable[[str], str],
     cache_dir: Path,
+    *,
+    what: str = "feature cache",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Features for `x`, from the verified cache when it holds them, else `compute()`d;
     returns (features, info).
@@ -73,7 +75,8 @@ def cached_features(
     falls back to Keras, Keras's features are looked up before any are computed. `compute`
     returns the features and the pass that made them, which keys the file they are saved to.
     A damaged cache file (cut short, altered, a record that does not match) is never loaded:
-    it is a miss, rebuilt here, and `cache.save_array` says so in one line.
+    it is a miss, rebuilt here, and `cache.save_array` says so in one line (`what` names
+    the cache there).
     """
     t0 = time.perf_counter()
 
@@ -81,10 +84,10 @@ def cached_features(
         return Path(cache_dir) / f"{key_of(made_by)}.npy"
 
     made_by = frozen.intended
-    feats = load_array(path(made_by), len(x), what="feature cache")
+    feats = load_array(path(made_by), len(x), what=what)
     if feats is None and frozen.build(x) != made_by:
         made_by = frozen.name  # fell back to Keras: its features may be on disk
-        feats = load_array(path(made_by), len(x), what="feature cache")
+        feats = load_array(path(made_by), len(x), what=what)
     cache = "hit"
     if feats is None:
         feats, made_by = compute()
