@@ -172,6 +172,50 @@ def test_the_cache_key_follows_cut_weights_size_resize_and_data():
         assert changed != base
 
 
+def test_the_activations_leave_room_on_the_disk_for_stage1s_features(
+    tmp_path, isolated, monkeypatch
+):
+    """Stage 1 writes its feature cache to the same disk before stage 2's activations: a disk
+    that holds the activations alone but not both makes stage 2 stream (said before any
+    work), instead of a plan to cache that the features then leave no room for; features
+    already on disk need no room."""
+    from fmnist_tl.training import stage2
+    from fmnist_tl.training.features import cache_key as feature_key
+    from fmnist_tl.training.stage1 import feature_cache_bytes
+
+    config = load_config(SMOKE, [*isolated, *MOBILENET, f"model.weights={imagenet_weights()}"])
+    runtime.apply(config)
+    built = build_model(config)
+    x = np.random.default_rng(0).integers(0, 256, (400, 28, 28, 1)).astype("uint8")
+    features = feature_cache_bytes(config, built, x)
+    assert features == 400 * 1280 * 4  # the pooled features, float32
+    cut = find_cut(built.backbone, "block_13")
+    acts = stage2.cut_bytes(split_model(built.model, cut), 400, "float32", mirror=False)
+    usage = shutil.disk_usage(tmp_path)
+
+    def plan(free: int) -> stage2.Plan:
+        monkeypatch.setattr(stage2.shutil, "disk_usage", lambda _: usage._replace(free=free))
+        return stage2.plan_stage2(
+            config, built.model, 400, None, x, lambda: feature_cache_bytes(config, built, x)
+        )
+
+    tight = plan(acts + features - 1)
+    assert tight.stream_reason == (
+        f"its activation cache would take 0.6 MiB on disk beside stage 1's 2.0 MiB of "
+        f"features, more than the 2.5 MiB free in {tmp_path / 'cache'} (output.cache_dir)"
+    )
+    assert plan(acts + features).cached
+    # Features already cached (by either pass) take no more room.
+    cache = tmp_path / "cache"
+    cache.mkdir(exist_ok=True)
+    (cache / f"{feature_key(config, built.weights_used, x, made_by='xnnpack')}.npy").touch()
+    assert feature_cache_bytes(config, built, x) == 0
+    assert plan(acts).cached
+    # A stage 1 on images (a backbone that trains) writes no features.
+    unfrozen = load_config(SMOKE, [*isolated, *MOBILENET, "model.weights=none"])
+    assert feature_cache_bytes(unfrozen, build_model(unfrozen), x) == 0
+
+
 @pytest.mark.parametrize("limit", ["memory", "disk"])
 def test_stage2_streams_and_says_why_when_its_cache_would_not_fit(
     tmp_path, isolated, capsys, monkeypatch, limit

@@ -73,7 +73,12 @@ def freeze_for_stage1(config: Config, built: Built) -> bool:
     model.freeze_backbone says otherwise (a frozen random backbone outputs near-constant
     features: docs/design.md).
     """
-    m = config.model
-    frozen = m.freeze_backbone if m.freeze_backbone is not None else built.pretrained
+    frozen = frozen_in_stage1(config, built)
     set_backbone_trainable(built.backbone, not frozen, built.pretrained)
     return frozen
+
+
+def frozen_in_stage1(config: Config, built: Built) -> bool:
+    """Whether stage 1 freezes the backbone (freeze_for_stage1's rule, without freezing)."""
+    m = config.model
+    return m.freeze_backbone if m.freeze_backbone is not None else built.pretrained

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..config import Config
 from ..data.pipeline import mirror
 from ..models.assembly import Built, build_model
-from ..models.frozen import FrozenPass
+from ..models.frozen import KERAS, XNNPACK, FrozenPass
 from ..models.head import build_head
 from ..records import StageSummary
-from .features import FeatureStore
-from .freezing import freeze_for_stage1
+from .features import FeatureStore, cache_key
+from .freezing import freeze_for_stage1, frozen_in_stage1
 from .runtime import frozen_setup
 from .splits import Splits
 from .stage import StageInputs
@@ -73,8 +74,7 @@ def stage1_inputs(
         )
     built = built or build_model(config)
     frozen = freeze_for_stage1(config, built)
-    cacheable = frozen and built.head is not None and config.train.feature_cache == "auto"
-    if not (cacheable and allow_cache and built.feature_extractor is not None):
+    if not (frozen and allow_cache and _cacheable(config, built)):
         return Stage1Inputs(built.model, splits.images(), False, built=built)
     x = splits.x_pool
     extractor = FrozenPass(
@@ -102,6 +102,30 @@ def stage1_inputs(
         frozen=extractor,
         backbone_pass=backbone_pass,
     )
+
+
+def _cacheable(config: Config, built: Built) -> bool:
+    """Whether a frozen stage 1 of `built` trains its head on cached features."""
+    return (
+        built.head is not None
+        and built.feature_extractor is not None
+        and config.train.feature_cache == "auto"
+    )
+
+
+def feature_cache_bytes(config: Config, built: Built, x_pool: np.ndarray) -> int:
+    """What stage 1's feature cache of `x_pool` will add under output.cache_dir: 0 when stage 1
+    trains on images or the features are already there (made by either pass)."""
+    if not (frozen_in_stage1(config, built) and _cacheable(config, built)):
+        return 0
+    assert built.feature_extractor is not None
+    views = config.augment.mirror_views
+    for made_by in (KERAS, XNNPACK):
+        key = cache_key(config, built.weights_used, x_pool, views, made_by)
+        if (Path(config.output.cache_dir) / f"{key}.npy").is_file():
+            return 0
+    per_image = int(np.prod(built.feature_extractor.output_shape[1:])) * 4  # float32
+    return len(x_pool) * (2 if views else 1) * per_image
 
 
 def _extract(extractor: FrozenPass, x: np.ndarray, views: bool) -> tuple[np.ndarray, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,14 @@ def plan_stage2(
     n_images: int,
     strategy: Any,
     x_pool: np.ndarray | None = None,
+    stage1_bytes: Callable[[], int] | None = None,
 ) -> Plan:
     """Decide, before any work, whether stage 2 trains on cached activations.
 
     `x_pool`: the pool's images; when the free disk looks too small, a cache of them already
-    on disk (a repeat, a resume) still counts as fitting."""
+    on disk (a repeat, a resume) still counts as fitting. `stage1_bytes()`: what stage 1's
+    feature cache will write to the same disk first (asked only when the activations alone
+    would fit): the activations must leave room for it, or stage 1 would fill the disk."""
     f = config.finetune
     cut = find_cut(find_backbone(model), str(f.unfreeze_from))
     dtype = f.activation_dtype
@@ -140,22 +144,41 @@ def plan_stage2(
     )
     # auto computes in float32 first: budget for that
     size = cut_bytes(parts, n_images, "float32" if dtype == "auto" else dtype, mirror=mirror)
-    budget = config.runtime.cache_memory_gb * 2**30
-    cache_dir = Path(config.output.cache_dir)
-    free = free_bytes(cache_dir)
-    if size > budget:
-        reason = (
-            f"its activation cache would take {_size(size)}, above "
-            f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
-        )
-    elif size > free and not (x_pool is not None and _on_disk(frozen, x_pool, cut, mirror, config)):
-        reason = (
-            f"its activation cache would take {_size(size)} on disk, more than the "
-            f"{_size(free)} free in {cache_dir} (output.cache_dir)"
-        )
+    reason = _memory_reason(size, config)
+    disk = None if reason else _disk_reason(size, config, stage1_bytes)
+    already = (
+        disk is not None and x_pool is not None and _on_disk(frozen, x_pool, cut, mirror, config)
+    )
+    if disk is not None and not already:  # a cache already on disk needs no room
+        reason = disk
     if reason is not None:
         return Plan(cut, None, reason, dtype, mirror)
     return Plan(cut, parts, None, dtype, mirror, frozen)
+
+
+def _memory_reason(size: int, config: Config) -> str | None:
+    """Why an activation cache of `size` bytes is over runtime.cache_memory_gb, or None."""
+    if size <= config.runtime.cache_memory_gb * 2**30:
+        return None
+    return (
+        f"its activation cache would take {_size(size)}, above "
+        f"runtime.cache_memory_gb ({config.runtime.cache_memory_gb:g})"
+    )
+
+
+def _disk_reason(size: int, config: Config, stage1_bytes: Callable[[], int] | None) -> str | None:
+    """Why an activation cache of `size` bytes does not fit the free disk under
+    output.cache_dir beside stage 1's features (written there first), or None."""
+    cache_dir = Path(config.output.cache_dir)
+    free = free_bytes(cache_dir)
+    first = stage1_bytes() if stage1_bytes is not None and size <= free else 0
+    if size + first <= free:
+        return None
+    also = f" beside stage 1's {_size(first)} of features" if first else ""
+    return (
+        f"its activation cache would take {_size(size)} on disk{also}, more than the "
+        f"{_size(free)} free in {cache_dir} (output.cache_dir)"
+    )
 
 
 def _on_disk(

@@ -11,6 +11,7 @@ with its optimizer state.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from .results import RunResult, finish
 from .runfolder import RunFolder
 from .session import Session
 from .splits import Splits, prepare_data
-from .stage1 import stage1_inputs
+from .stage1 import feature_cache_bytes, stage1_inputs
 from .stage2 import BackbonePass, Plan, plan_stage2, stage2_inputs
 from .state import RunState
 
@@ -132,7 +133,7 @@ def _train_stages(s: Session, built: Built) -> None:
     config = s.config
     # Planned now (one backbone pass may serve both stages), said when stage 2 starts: a
     # stage 1 that fails first (a full disk under its feature cache) never hears of it.
-    plan = _plan_stage2(s, built.model) if FINETUNE in s.state.stages else None
+    plan = _plan_stage2(s, built.model, built) if FINETUNE in s.state.stages else None
     # One pass over the frozen backbone for both stages, when stage 2 caches its activations.
     backbone_pass = BackbonePass.for_plan(plan, s.splits.x_pool, Path(config.output.cache_dir))
     if s.state.stage == HEAD:
@@ -157,8 +158,14 @@ def _train_stages(s: Session, built: Built) -> None:
     _finetune_if_pending(s, built.model, plan, backbone_pass)
 
 
-def _plan_stage2(s: Session, model: keras.Model) -> Plan:
-    return plan_stage2(s.config, model, len(s.splits.x_pool), s.strategy, s.splits.x_pool)
+def _plan_stage2(s: Session, model: keras.Model, built: Built | None = None) -> Plan:
+    """Stage 2's plan; with `built` (a run that has stage 1 ahead), the activations must leave
+    room on the disk for stage 1's feature cache, which is written first."""
+    x = s.splits.x_pool
+    stage1_bytes = None
+    if built is not None and s.state.stage == HEAD and s.strategy is None:
+        stage1_bytes = partial(feature_cache_bytes, s.config, built, x)
+    return plan_stage2(s.config, model, len(x), s.strategy, x, stage1_bytes)
 
 
 def _finetune_if_pending(
