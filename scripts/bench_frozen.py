@@ -95,9 +95,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder [default: search]")
     p.add_argument("--skip-naive", action="store_true", help="only the tool's path")
+    p.add_argument(
+        "--naive-only",
+        action="store_true",
+        help="only the naive way (bench_stage1.py --naive runs it as its own process)",
+    )
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
     p.add_argument("--out", default="results.json", help="where to write the JSON results")
     args = p.parse_args(argv)
+    if args.skip_naive and args.naive_only:
+        p.error("--skip-naive and --naive-only leave nothing to run")
     if args.pretrain_weights_epochs and args.weights != "none":
         p.error("--pretrain-weights-epochs makes the weights; leave --weights at none")
     if args.weights not in ("none", "imagenet") and not Path(args.weights).is_file():
@@ -192,10 +199,11 @@ def run_phases(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, di
             print(f"pretraining the backbone for {args.pretrain_weights_epochs} epochs ...")
             weights, report["pretrain"] = pretrain_backbone(args, work)
             print(f"  {report['pretrain']}")
-        print("tool, cold feature cache ...")
-        results["tool_cold"] = run_tool(args, work, weights, "bench-cold")
-        print("tool, warm feature cache ...")
-        results["tool_warm"] = run_tool(args, work, weights, "bench-warm")
+        if not args.naive_only:
+            print("tool, cold feature cache ...")
+            results["tool_cold"] = run_tool(args, work, weights, "bench-cold")
+            print("tool, warm feature cache ...")
+            results["tool_warm"] = run_tool(args, work, weights, "bench-warm")
         if not args.skip_naive:
             print("naive (resize everything up front, backbone every epoch) ...")
             results["naive"] = run_naive(args, work, weights)
@@ -275,15 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    report["weights_used"] = results["tool_cold"]["weights_used"]
+    first = next(iter(results.values()))
+    report["weights_used"] = results.get("tool_cold", {}).get("weights_used", args.weights)
     report["results"] = results
     print()
     print(table(results))
-    if "naive" in results:
+    if "naive" in results and "tool_cold" in results:
         compare(report, results)
     if report["weights_used"].startswith("none"):
         print("note: random frozen weights; accuracies are at chance and say nothing.")
-    print(f"memory: {results['tool_cold']['memory_method']}; keras {keras.__version__}")
+    print(f"memory: {first['memory_method']}; keras {keras.__version__}")
     from fmnist_tl import atomic
 
     atomic.write_json(args.out, report)  # a killed benchmark never leaves half a report

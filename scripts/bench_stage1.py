@@ -12,6 +12,12 @@ process's wall time measured from outside (interpreter start to exit), the break
 
     process wall / backbone pass  (features_s + test_features_s)
 
+With --naive, each round also runs the seed notebooks' way as its own whole process
+(`scripts/bench_frozen.py --naive-only`: the whole arrays resized up front, the frozen backbone
+inside the model re-run every epoch, the same subset, split, head, optimizer and epochs, early
+stopping off), timed the same way from outside, and prints the seed-style process over each
+tool process.
+
 Then, in this process (--pass-images, 0 to skip), the feature extractor's two passes on the
 same real images, alternating: `inference.infer` (Keras) and the converted model on XNNPACK
 (models/litert.py), img/s each time, the conversion's seconds and the largest difference.
@@ -55,9 +61,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--passes", default="keras,xnnpack", help="runtime.frozen_pass values")
     p.add_argument("--pass-images", type=int, default=4096, help="0: no in-process comparison")
     p.add_argument("--pass-rounds", type=int, default=3)
+    p.add_argument("--naive", action="store_true", help="also the seed-style way, per round")
     p.add_argument("--work", default=".cache/bench_stage1", help="runs, logs and caches")
     p.add_argument("--out", default="bench_stage1.json")
     return p.parse_args(argv)
+
+
+def timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run `cmd` as a whole process from the repository root: its wall seconds measured from
+    outside (interpreter start to exit) and its CPU seconds (every thread)."""
+    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(after, k) - getattr(before, k) for k in ("ru_utime", "ru_stime"))
+    return done, wall, cpu
+
+
+def naive_round(args: argparse.Namespace, r: int) -> dict:
+    """The seed-style way as a whole process on the same subset and stage-1 settings."""
+    out = Path(args.work) / f"round{r}-naive.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "bench_frozen.py"),
+        "--naive-only",
+        "--config",
+        args.config,
+        "--weights",
+        str(Path(args.weights).resolve()),
+        "--train-limit",
+        str(args.train_limit),
+        "--out",
+        str(out),
+    ]
+    cmd += ["--test-limit", str(args.test_limit)] if args.test_limit else []
+    done, wall, cpu = timed(cmd)
+    if done.returncode != 0:
+        sys.exit(f"round {r}: the naive way exited {done.returncode}: {done.stderr.strip()}")
+    naive = json.loads(out.read_text())["results"]["naive"]
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "epochs_run": naive["epochs_run"],
+        "test_accuracy": naive["test_accuracy"],
+        "test_accuracy_last_epoch": naive["test_accuracy_last_epoch"],
+        "fit_s": naive["fit_seconds"],
+        "n_train": naive["n_train"],
+    }
 
 
 def one_round(args: argparse.Namespace, r: int, frozen_pass: str) -> dict:
@@ -77,11 +128,7 @@ def one_round(args: argparse.Namespace, r: int, frozen_pass: str) -> dict:
     sets += [f"data.test_limit={args.test_limit}"] if args.test_limit else []
     fmnist = Path(sys.executable).with_name("fmnist")
     cmd = [str(fmnist), "train", args.config, *(a for s in sets for a in ("--set", s))]
-    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = sum(getattr(after, k) - getattr(before, k) for k in ("ru_utime", "ru_stime"))
+    done, wall, cpu = timed(cmd)
     if done.returncode != 0:
         sys.exit(f"round {r}: fmnist train exited {done.returncode}: {done.stderr.strip()}")
     (metrics_path,) = (work / "runs").glob("*/metrics.json")
@@ -100,6 +147,7 @@ def one_round(args: argparse.Namespace, r: int, frozen_pass: str) -> dict:
         "backbone_pass_s": round(backbone, 2),
         "ratio": round(wall / backbone, 3),
         "test_accuracy": metrics["test"]["accuracy"],
+        "epochs_run": metrics["stages"][0]["epochs_run"],
         "images": metrics["data"],
     }
 
@@ -158,25 +206,43 @@ def summary(rounds: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def tool_line(r: int, x: dict) -> str:
+    parts = "  ".join(f"{k.removesuffix('_s')} {x['timings'].get(k, 0.0):.1f}" for k in PARTS)
+    return (
+        f"round {r} {x['frozen_pass']:<8} (features by {x['feature_pass']}): process "
+        f"{x['wall_s']:.1f} s ({x['cpu_s']:.1f} CPU s) = {x['ratio']:.2f}x its backbone "
+        f"pass ({x['backbone_pass_s']:.1f} s, {x['features_img_s']:.0f} img/s); {parts}; "
+        f"test accuracy {x['test_accuracy']:.4f} after {x['epochs_run']} epochs"
+    )
+
+
+def naive_line(r: int, n: dict, tools: list[dict]) -> str:
+    """The seed-style process, and its wall and CPU seconds over each tool process's."""
+    ratios = ", ".join(
+        f"{x['frozen_pass']} {n['wall_s'] / x['wall_s']:.1f}x wall, "
+        f"{n['cpu_s'] / x['cpu_s']:.1f}x CPU"
+        for x in tools
+    )
+    return (
+        f"round {r} seed-style: process {n['wall_s']:.1f} s ({n['cpu_s']:.1f} CPU s), "
+        f"{n['epochs_run']} epochs (fit {n['fit_s']:.1f} s), test accuracy "
+        f"{n['test_accuracy']:.4f} (best epoch), {n['test_accuracy_last_epoch']:.4f} "
+        f"(last); seed-style over the tool: {ratios}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from fmnist_tl.machine import cpu_model
 
-    rounds = []
+    rounds, naive = [], []
     for r in range(1, args.rounds + 1):
         for frozen_pass in args.passes.split(","):
             rounds.append(one_round(args, r, frozen_pass))
-            x = rounds[-1]
-            parts = "  ".join(
-                f"{k.removesuffix('_s')} {x['timings'].get(k, 0.0):.1f}" for k in PARTS
-            )
-            print(
-                f"round {r} {frozen_pass:<8} (features by {x['feature_pass']}): process "
-                f"{x['wall_s']:.1f} s ({x['cpu_s']:.1f} CPU s) = {x['ratio']:.2f}x its backbone "
-                f"pass ({x['backbone_pass_s']:.1f} s, {x['features_img_s']:.0f} img/s); {parts}; "
-                f"test accuracy {x['test_accuracy']:.4f}",
-                flush=True,
-            )
+            print(tool_line(r, rounds[-1]), flush=True)
+        if args.naive:
+            naive.append(naive_round(args, r))
+            print(naive_line(r, naive[-1], rounds[-len(args.passes.split(",")) :]), flush=True)
     medians = summary(rounds)
     for p, m in medians.items():
         print(
@@ -204,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_model(),
         "rounds": rounds,
         "medians": medians,
+        "naive": naive,
         "pass": speed,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
