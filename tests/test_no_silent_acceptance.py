@@ -128,3 +128,19 @@ def test_grid_duplicates_in_the_config_file_are_found_after_typing(tmp_path):
     out = ["--set", f"output.dir={tmp_path / 'runs'}"]
     cli_fails(["sweep", str(config), *out], 2, "train.learning_rate", "the same value (0.01)")
     assert [p.name for p in tmp_path.iterdir()] == ["sweep.yaml"]
+
+
+@pytest.mark.parametrize("stage", ["train", "finetune"])
+def test_a_warmup_that_rounds_to_no_step_is_refused_before_any_work(stage, tmp_path, isolated):
+    """The smoke config on the synthetic set trains in 5 steps an epoch (batches of 64), so
+    0.05 epochs of warmup is no step: refused with its key (exit 2) before a run folder or a
+    log exists."""
+    sets = [*isolated, "finetune.epochs=2", "finetune.unfreeze_from=block2"]
+    sets += ["model.backbone=cnn", "train.schedule=cosine", "finetune.schedule=cosine"]
+    args = ["train", str(SMOKE), *(a for s in sets for a in ("--set", s))]
+    line = cli_fails([*args, "--set", f"{stage}.warmup_epochs=0.05"], 2)
+    assert line == (
+        f"error: {stage}.warmup_epochs (0.05) is no optimizer step at 5 steps per epoch; set "
+        "at least 0.2 (one step), or 0 for no warmup"
+    )
+    assert not list(tmp_path.glob("saved_models/*")) and not list(tmp_path.glob("logs/*"))

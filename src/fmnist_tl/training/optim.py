@@ -9,6 +9,7 @@ import keras
 
 from .. import metrics
 from ..config import Config
+from ..errors import ConfigError
 from ..metrics import ACCURACY
 from ..models import head
 from ..records import FINETUNE
@@ -112,6 +113,28 @@ def _block(name: str) -> str:
     return "_".join(parts[:2]) if len(parts) > 2 else name
 
 
+def warmup_steps(config: Config, stage: str, steps_per_epoch: int) -> int:
+    """The stage's warmup in optimizer steps. A warmup asked for that rounds to no step (a
+    fraction of an epoch of few steps) is refused with its key (exit 2): the run would
+    otherwise train without it, unsaid."""
+    warmup_epochs = config.schedule(stage).warmup_epochs
+    steps = round(warmup_epochs * steps_per_epoch)
+    if warmup_epochs > 0 and steps == 0:
+        key = "finetune" if stage == FINETUNE else "train"
+        raise ConfigError(
+            f"{key}.warmup_epochs ({warmup_epochs:g}) is no optimizer step at "
+            f"{steps_per_epoch} steps per epoch; set at least {1 / steps_per_epoch:.3g} "
+            "(one step), or 0 for no warmup"
+        )
+    return steps
+
+
+def check_warmups(config: Config, stages: list[str], steps_per_epoch: int) -> None:
+    """Every stage's warmup, checked before any work (`warmup_steps`)."""
+    for stage in stages:
+        warmup_steps(config, stage, steps_per_epoch)
+
+
 def learning_rate(config: Config, stage: str, steps_per_epoch: int) -> Any:
     """The stage's learning rate: a number, or a schedule stepped by the optimizer.
 
@@ -119,7 +142,7 @@ def learning_rate(config: Config, stage: str, steps_per_epoch: int) -> Any:
     carries on at the right point of its warmup or cosine curve.
     """
     s = config.schedule(stage)
-    warmup = round(s.warmup_epochs * steps_per_epoch)
+    warmup = warmup_steps(config, stage, steps_per_epoch)
     if s.schedule == "cosine":
         total = max(1, s.epochs * steps_per_epoch - warmup)
         return keras.optimizers.schedules.CosineDecay(

@@ -28,7 +28,7 @@ from ..records import FINETUNE, HEAD
 from . import multiworker, runtime
 from .features import FeatureStore, features_of_test_images
 from .freezing import check_unfreeze_layer, unfreeze_from
-from .optim import compile_model, steps_per_epoch
+from .optim import check_warmups, compile_model, steps_per_epoch
 from .publish import DEFAULT_FINETUNE_SOURCE, pinned
 from .results import RunResult, finish
 from .runfolder import RunFolder
@@ -55,11 +55,12 @@ def train(config: Config) -> RunResult:
     """Run both stages as configured, evaluate the best model on the test set."""
     t_start = Clock.now()
     splits, strategy = _setup(config)
+    stages = [HEAD, FINETUNE] if config.finetune.epochs > 0 else [HEAD]
+    check_warmups(config, stages, _steps(config, splits, strategy))
     with runtime.scope(strategy):
         built = build_model(config)
     if config.finetune.epochs > 0:
         check_unfreeze_layer(built.backbone, config.finetune.unfreeze_from)
-    stages = [HEAD, FINETUNE] if config.finetune.epochs > 0 else [HEAD]
     state = RunState("train", stages, HEAD, weights_used=built.weights_used)
     folder = RunFolder.new(config)
     s = Session.open(config, splits, strategy, folder, state, built.model, t_start)
@@ -83,6 +84,7 @@ def finetune(
     config.output.name = f"{config.output.name}-finetune"
 
     splits, strategy = _setup(config)
+    check_warmups(config, [FINETUNE], _steps(config, splits, strategy))
     with runtime.scope(strategy):
         model = load_classifier(model_path)
     try:
@@ -148,7 +150,7 @@ def _train_stages(s: Session, built: Built) -> None:
         )
         if inputs.on_features:  # best.keras is the full model, compiled as this stage compiles
             with runtime.scope(s.strategy):
-                compile_model(built.model, config, HEAD, _steps_per_epoch(s))
+                compile_model(built.model, config, HEAD, _steps(config, s.splits, s.strategy))
         s.run_stage(HEAD, inputs, built.model)
         if inputs.on_features and plan is None:  # tested on features, from the same cache
             assert inputs.frozen is not None  # the pool's pass over the feature extractor
@@ -205,6 +207,7 @@ def _run(s: Session, stages: Callable[[], None]) -> RunResult:
             raise
 
 
-def _steps_per_epoch(s: Session) -> int:
-    batch = s.config.train.batch_size * runtime.replicas(s.strategy)
-    return steps_per_epoch(len(s.splits.x_train), batch)
+def _steps(config: Config, splits: Splits, strategy: Any) -> int:
+    """Optimizer steps per epoch: what the schedules and their warmups count in."""
+    batch = config.train.batch_size * runtime.replicas(strategy)
+    return steps_per_epoch(len(splits.x_train), batch)

@@ -33,10 +33,11 @@ from ... import tracking
 from ...config import Config, SearchDim, check_search, search_space
 from ...errors import Interrupted
 from ...paths import check_run_outputs, fresh_folder
-from ...records import TrialRecord
+from ...records import HEAD, TrialRecord
 from ...training import runtime
 from ...training.features import FeatureStore
 from ...training.interrupts import StopSignals
+from ...training.optim import check_warmups, steps_per_epoch
 from ...training.splits import Splits, prepare_data
 from .. import ktchief, ktdist
 from .leaderboard import Leaderboard, TuneResult, trial_scores
@@ -67,6 +68,7 @@ def tune(
     ktdist.prepare(config.runtime)  # the chief's port free; a worker's chief there (or exit 3)
     runtime.apply(config)
     splits = prepare_data(config)  # before the folder: missing data leaves nothing behind
+    check_warmups(config, [HEAD], steps_per_epoch(len(splits.x_train), config.train.batch_size))
     name = ktdist.folder_name(f"{config.output.name or 'default'}-tune")  # a worker: its id
     tune_dir = fresh_folder(Path(config.output.dir), name, what="tune")
     data = {
