@@ -110,6 +110,8 @@ def test_bad_records_are_one_line(published, tmp_path):
     cli_fails(["results", "add", group, "--as", "smoke-x2", "--root", root], 2, "exists already")
     cli_fails(["results", "add", str(tmp_path), "--as", "x", "--root", root], 3, "not a run")
     cli_fails(["results", "table", "nope", "--root", root], 2, "no table 'nope'")
+    empty = str(tmp_path / "empty")  # no rows.yaml: where to look, said
+    cli_fails(["results", "table", "transfer", "--root", empty], 3, "rows.yaml not found", "--root")
 
 
 def test_every_published_table_is_generated_from_the_committed_records():

@@ -144,6 +144,11 @@ def _table(root: Path, table: str) -> dict[str, Any]:
     """A table of rows.yaml: its `rows`, and `headers` renaming the words columns."""
     try:
         spec = yaml.safe_load(read_text(root / ROWS)) or {}
+    except FileNotFoundError:
+        raise MissingFileError(
+            f"{short_path(root / ROWS)} not found: run from the repository root, or pass "
+            "--root with the records folder"
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
         raise MissingFileError(f"{short_path(root / ROWS)}: unreadable ({exc})") from None
     except RecursionError:
