@@ -82,7 +82,8 @@ class RuntimeConfig(_Section):
         ge=1, le=MAX_WAIT_S,
     )  # fmt: skip
     # auto: XNNPACK on a CPU for a pass of 4,096 images or more, checked against Keras before use
-    # (models/frozen.py); a GPU or runtime.distribute always runs Keras's pass.
+    # and kept only where it is not slower (models/frozen.py); a GPU or runtime.distribute
+    # always runs Keras's pass.
     frozen_pass: Literal["auto", "keras", "xnnpack"] = _key(
         "auto", "frozen forward passes (features, activations, tests): auto, keras or xnnpack"
     )
