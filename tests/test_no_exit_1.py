@@ -5,6 +5,7 @@ each is its documented code with one line (or, for stdout, quiet)."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -117,33 +118,65 @@ def test_head_reads_one_line(tmp_path):
     assert "config keys" in first and code in ("0", "141") and done.stderr == "", done
 
 
+class FullDisk:
+    """A 100 KiB tmpfs at `folder`, and how to run a command with it mounted: mounted here as
+    root; else in a user namespace of the command's own (`unshare -rm`: no root needed), where
+    what the command left on the disk is listed into `left.txt` before the namespace ends."""
+
+    def __init__(self, folder: Path, in_namespace: bool) -> None:
+        self.folder, self.in_namespace = folder, in_namespace
+        self.listing = folder.parent / "left.txt"
+
+    def run(self, cmd: list[str]) -> subprocess.CompletedProcess:
+        if self.in_namespace:
+            mount = shlex.join(MOUNT + [str(self.folder)])
+            listing = f"ls -A {shlex.quote(str(self.folder))} > {shlex.quote(str(self.listing))}"
+            script = f'{mount} || exit 99; "$@"; code=$?; {listing}; exit $code'
+            cmd = ["unshare", "-rm", "sh", "-c", script, "sh", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    def left(self) -> list[str]:
+        """What the command left on the full disk."""
+        if self.in_namespace:
+            return self.listing.read_text().split()
+        return [p.name for p in self.folder.iterdir()]
+
+
+MOUNT = ["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs"]
+
+
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 100 KiB tmpfs: root with mount, else skipped (a real full disk is the point)."""
+    """A real full disk (the point of the test): a tmpfs, as root or in a user namespace;
+    skipped only where neither can mount one."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a real full disk needs a tmpfs mount (root)")
-    mount = ["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(folder)]
-    if subprocess.run(mount, capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+    if (
+        os.geteuid() == 0
+        and subprocess.run([*MOUNT, str(folder)], capture_output=True).returncode == 0
+    ):
+        try:
+            yield FullDisk(folder, in_namespace=False)
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+        return
+    probe = ["unshare", "-rm", *MOUNT, str(folder)]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here: neither root nor a user namespace")
+    yield FullDisk(folder, in_namespace=True)
 
 
 def test_a_full_disk_during_a_savedmodel_export_names_the_target(cut_run, synthetic_dir,
                                                                  full_disk):  # fmt: skip
     """TensorFlow's SaveV2 keeps only the errno's words ("...; No space left on device
     [Op:SaveV2]"): exit 3 naming the target, not the hidden staging file, and nothing left."""
-    target = full_disk / "model_savedmodel"
+    target = full_disk.folder / "model_savedmodel"
     args = ["export", str(cut_run / "best.keras"), "--format", "savedmodel", "--output",
             str(target), "--data-dir", str(synthetic_dir)]  # fmt: skip
-    done = subprocess.run([*FMNIST, *args], capture_output=True, text=True, timeout=300)
+    done = full_disk.run([*FMNIST, *args])
     assert done.returncode == 3, done.stderr
     one_line(done.stderr, f"{target}: No space left on device", "free space")
-    assert not list(full_disk.iterdir())  # no staging folder, no partial export
+    assert full_disk.left() == []  # no staging folder, no partial export
 
 
 def test_the_exit_code_table_names_the_new_cases():
