@@ -165,8 +165,12 @@ def plot_confusion_matrix(
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
     n = cm.shape[0]
-    fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.75 * n + 2), max(5.0, 0.7 * n + 1.5)), constrained_layout=True
+    width, height = max(6.0, 0.75 * n + 2), max(5.0, 0.7 * n + 1.5)
+    fig, ax = plt.subplots(figsize=(width, height))
+    # Fixed margins in inches (the class names, the rotated ticks, two title lines): no
+    # layout solver, which cost a third of this figure's time.
+    fig.subplots_adjust(
+        left=1.1 / width, right=1 - 0.6 / width, bottom=1.2 / height, top=1 - 0.7 / height
     )
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -222,12 +226,12 @@ def plot_misclassified(
         return
     cols = min(5, wrong.size)
     rows = math.ceil(wrong.size / cols)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(max(2.2 * cols, 4.0), 2.5 * rows),
-        squeeze=False,
-        constrained_layout=True,
+    # A fixed layout: every cell is the same image and two caption lines, so margins in
+    # inches need no solver. Constrained layout took 1.7 of this figure's 2.2 s (25 images).
+    height = 2.5 * rows + 0.8  # the cells, and the title's two lines above them
+    fig, axes = plt.subplots(rows, cols, figsize=(max(2.2 * cols, 4.0), height), squeeze=False)
+    fig.subplots_adjust(
+        left=0.02, right=0.98, bottom=0.1 / height, top=1 - 1.0 / height, wspace=0.1, hspace=0.3
     )
     for ax in axes.ravel():
         ax.axis("off")
