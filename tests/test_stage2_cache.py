@@ -9,6 +9,7 @@ ResNet50 a random backbone saved as a weights file (no ImageNet ResNet50 weights
 from __future__ import annotations
 
 import shutil
+from functools import partial
 
 import keras
 import numpy as np
@@ -203,7 +204,7 @@ def test_the_activations_leave_room_on_the_disk_for_stage1s_features(
     def plan(free: int) -> stage2.Plan:
         monkeypatch.setattr(stage2.shutil, "disk_usage", lambda _: usage._replace(free=free))
         return stage2.plan_stage2(
-            config, built.model, 400, None, x, lambda: feature_cache_bytes(config, built, x)
+            config, built.model, 400, None, x, partial(feature_cache_bytes, config, built, x)
         )
 
     tight = plan(acts + features - 1)

@@ -113,19 +113,26 @@ def _cacheable(config: Config, built: Built) -> bool:
     )
 
 
-def feature_cache_bytes(config: Config, built: Built, x_pool: np.ndarray) -> int:
+def feature_cache_bytes(config: Config, built: Built, x_pool: np.ndarray, room: int = 0) -> int:
     """What stage 1's feature cache of `x_pool` will add under output.cache_dir: 0 when stage 1
-    trains on images or the features are already there (made by either pass)."""
+    trains on images or the features are already there (made by either pass).
+
+    `room`: the free bytes the cache must fit in. A cache that fits is not looked for on disk
+    (its key hashes the pool and the weights file, a fraction of a second at every run's
+    start): its size is returned whether or not it is there, which decides the same."""
     if not (frozen_in_stage1(config, built) and _cacheable(config, built)):
         return 0
     assert built.feature_extractor is not None
     views = config.augment.mirror_views
+    per_image = int(np.prod(built.feature_extractor.output_shape[1:])) * 4  # float32
+    size = len(x_pool) * (2 if views else 1) * per_image
+    if size <= room:
+        return size
     for made_by in (KERAS, XNNPACK):
         key = cache_key(config, built.weights_used, x_pool, views, made_by)
         if (Path(config.output.cache_dir) / f"{key}.npy").is_file():
             return 0
-    per_image = int(np.prod(built.feature_extractor.output_shape[1:])) * 4  # float32
-    return len(x_pool) * (2 if views else 1) * per_image
+    return size
 
 
 def _extract(extractor: FrozenPass, x: np.ndarray, views: bool) -> tuple[np.ndarray, str]:

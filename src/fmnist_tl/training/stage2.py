@@ -107,14 +107,15 @@ def plan_stage2(
     n_images: int,
     strategy: Any,
     x_pool: np.ndarray | None = None,
-    stage1_bytes: Callable[[], int] | None = None,
+    stage1_bytes: Callable[[int], int] | None = None,
 ) -> Plan:
     """Decide, before any work, whether stage 2 trains on cached activations.
 
     `x_pool`: the pool's images; when the free disk looks too small, a cache of them already
-    on disk (a repeat, a resume) still counts as fitting. `stage1_bytes()`: what stage 1's
-    feature cache will write to the same disk first (asked only when the activations alone
-    would fit): the activations must leave room for it, or stage 1 would fill the disk."""
+    on disk (a repeat, a resume) still counts as fitting. `stage1_bytes(room)`: what stage 1's
+    feature cache will write to the same disk first, given the `room` the activations leave
+    (asked only when the activations alone would fit): the activations must leave room for it,
+    or stage 1 would fill the disk."""
     f = config.finetune
     cut = find_cut(find_backbone(model), str(f.unfreeze_from))
     dtype = f.activation_dtype
@@ -166,12 +167,14 @@ def _memory_reason(size: int, config: Config) -> str | None:
     )
 
 
-def _disk_reason(size: int, config: Config, stage1_bytes: Callable[[], int] | None) -> str | None:
+def _disk_reason(
+    size: int, config: Config, stage1_bytes: Callable[[int], int] | None
+) -> str | None:
     """Why an activation cache of `size` bytes does not fit the free disk under
     output.cache_dir beside stage 1's features (written there first), or None."""
     cache_dir = Path(config.output.cache_dir)
     free = free_bytes(cache_dir)
-    first = stage1_bytes() if stage1_bytes is not None and size <= free else 0
+    first = stage1_bytes(free - size) if stage1_bytes is not None and size <= free else 0
     if size + first <= free:
         return None
     also = f" beside stage 1's {_size(first)} of features" if first else ""
