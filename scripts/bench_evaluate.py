@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from statistics import median
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stage1 import timed  # noqa: E402  (one way to time a whole process)
 
 WAYS = {"keras": "keras", "xnnpack (converting)": "auto", "xnnpack (converted)": "auto"}
 
@@ -56,13 +56,9 @@ def timed_evaluate(folder: Path, limit: int | None) -> tuple[float, float, dict]
     fmnist = Path(sys.executable).with_name("fmnist")
     cmd = [str(fmnist), "evaluate", str(folder / "best.keras"), "-o", str(folder / "e.json")]
     cmd += ["--limit", str(limit)] if limit else []
-    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done, wall, cpu = timed(cmd)
     if done.returncode != 0:
         sys.exit(f"fmnist evaluate exited {done.returncode}: {done.stderr.strip()}")
-    cpu = sum(getattr(after, k) - getattr(before, k) for k in ("ru_utime", "ru_stime"))
     return wall, cpu, json.loads((folder / "e.json").read_text())
 
 
